@@ -1,0 +1,39 @@
+# kaohe: `make demo` runs the pipeline on generated data, `make test` runs the whole suite.
+# Everything is installed from requirements.lock into .venv; nothing else is needed.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.kaohe-installed
+SCHEME ?= demo
+export KAOHE_HOME ?= $(CURDIR)/var
+export AIRFLOW_HOME ?= $(KAOHE_HOME)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: demo test lint bench system-deps clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock "apache-airflow==3.3.2"
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: $(STAMP) system-deps
+	$(PY) -m etl.demo --scheme $(SCHEME)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m bench.ingest
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,87 @@
+"""kaohe_monthly: on the 5th of each month (Asia/Shanghai), take in the previous month's extracts.
+
+land -> validate -> load. Each task calls one function of `etl.pipeline`; nothing else lives here.
+Heavy imports stay inside the tasks because the DAG processor parses this file often.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+def _mark_failed(context: Any) -> None:
+    from etl.pipeline import fail_run
+
+    fail_run(context["run_id"], f"{context['ti'].task_id}: {context.get('exception')}")
+
+
+@dag(
+    dag_id="kaohe_monthly",
+    schedule=CronDataIntervalTimetable("0 2 5 * *", timezone="Asia/Shanghai"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["kaohe"],
+    params={
+        "month": Param(
+            None,
+            type=["null", "string"],
+            pattern=MONTH_PATTERN,
+            description="YYYY-MM; default: the month of the data interval",
+        ),
+        "scheme": Param(
+            None,
+            type=["null", "string"],
+            description="scheme id or path; default: KAOHE_SCHEME or the demo",
+        ),
+        "reland": Param(
+            False,
+            type="boolean",
+            description="take changed inbox files even for an already loaded month",
+        ),
+    },
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "on_failure_callback": _mark_failed,
+    },
+    doc_md=__doc__,
+)
+def kaohe_monthly() -> None:
+    @task
+    def land() -> dict[str, Any]:
+        from etl.pipeline import land_step, month_of
+
+        ctx = get_current_context()
+        params = ctx["params"]
+        month = month_of(params.get("month"), ctx.get("data_interval_start"))
+        return land_step(
+            month, ctx["run_id"], scheme_ref=params.get("scheme"), reland=bool(params.get("reland"))
+        )
+
+    @task
+    def validate(manifest: dict[str, Any]) -> dict[str, Any]:
+        from etl.pipeline import SourceRejected, validate_step
+
+        try:
+            return validate_step(manifest)
+        except SourceRejected as exc:  # bad data does not get better by retrying
+            raise AirflowFailException(str(exc)) from None
+
+    @task
+    def load(validation: dict[str, Any]) -> dict[str, Any]:
+        from etl.pipeline import load_step
+
+        return load_step(validation)
+
+    load(validate(land()))
+
+
+kaohe_monthly()

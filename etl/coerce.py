@@ -1,0 +1,114 @@
+"""From canonical string tables to typed tables, vectorised.
+
+A cell that cannot be read as its column's type does not stop anything: its row gets a reason in
+`_parse_error` and is quarantined by the suite's rule on that column, with the cell quoted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import numpy as np
+import pandas as pd
+
+from etl.sources import COLUMNS
+
+PARSE_ERROR = "_parse_error"
+_DATE = (
+    r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
+    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
+)
+_FLAGS = {"0": 0, "1": 1, "否": 0, "是": 1, "false": 0, "true": 1, "n": 0, "y": 1}
+EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+
+
+def _note(errors: pd.Series, bad: pd.Series, col: str, raw: pd.Series, what: str) -> pd.Series:
+    msg = col + ": '" + raw.str.slice(0, 40) + "' " + what
+    return errors.where(~bad, errors.where(errors.eq(""), errors + "; ") + msg)
+
+
+def parse_dates(raw: pd.Series) -> pd.Series:
+    """`2026-03-05`, `2026/3/5`, `2026年3月5日`, Excel serial days -> ISO text, or None."""
+    parts = raw.str.extract(_DATE)
+    ymd = parts.astype(float)
+    stamp = pd.to_datetime(
+        pd.DataFrame({"year": ymd["y"], "month": ymd["m"], "day": ymd["d"]}), errors="coerce"
+    )
+    serial = pd.to_numeric(raw.where(raw.str.fullmatch(r"\d{5}(?:\.0+)?")), errors="coerce")
+    stamp = stamp.fillna(EXCEL_EPOCH + pd.to_timedelta(serial, unit="D"))
+    return stamp.dt.strftime("%Y-%m-%d").astype(object).where(stamp.notna(), None)
+
+
+def coerce(
+    source: str,
+    frame: pd.DataFrame,
+    levels: dict[str, float] | None = None,
+    secret: bytes | None = None,
+) -> pd.DataFrame:
+    """Typed copy of `frame`: None for blanks, numbers as float, dates as ISO text, enum labels as
+    codes, flags as 0/1; survey scores as points with the level kept; rater keys replaced by
+    their keyed hash so no later step ever holds one."""
+    out = frame.copy()
+    errors = pd.Series("", index=frame.index, dtype=object)
+    for col in COLUMNS[source]:
+        raw = frame[col.name].astype(str)
+        blank = raw.eq("")
+        if col.kind in ("number", "integer"):
+            val = pd.to_numeric(raw.where(~blank), errors="coerce")
+            bad = ~blank & val.isna()
+            if col.kind == "integer":
+                bad |= val.notna() & (val % 1 != 0)
+            errors = _note(
+                errors,
+                bad,
+                col.name,
+                raw,
+                "is not a number" if col.kind == "number" else "is not a whole number",
+            )
+            out[col.name] = val.where(~bad)
+        elif col.kind == "date":
+            val = parse_dates(raw)
+            errors = _note(errors, ~blank & val.isna(), col.name, raw, "is not a date")
+            out[col.name] = val
+        elif col.kind == "flag":
+            val = raw.str.lower().map(_FLAGS)
+            errors = _note(errors, ~blank & val.isna(), col.name, raw, "is not 0 or 1")
+            out[col.name] = val.astype("Int64")
+        elif col.kind == "enum":
+            out[col.name] = raw.map(lambda v, m=col.labels: m.get(v, v)).where(~blank, None)
+        else:
+            out[col.name] = raw.where(~blank, None)
+    if source == "surveys":
+        out, errors = _survey_scores(out, frame, errors, levels or {})
+        keys = frame["rater_key"].astype(str)
+        codes, uniq = pd.factorize(keys)
+        hashed = np.array([_rater_hash(k, secret or b"") for k in uniq], dtype=object)
+        out["rater_hash"] = pd.Series(hashed[codes] if len(uniq) else [], index=frame.index)
+        out.loc[keys.eq(""), "rater_hash"] = None
+        out = out.drop(columns=["rater_key"])
+    if source == "roster":
+        out["post_coefficient"] = out["post_coefficient"].where(
+            frame["post_coefficient"].ne("") | errors.ne(""), 1.0
+        )
+    if source == "adjustments":
+        out["count"] = out["count"].where(frame["count"].ne(""), 1.0)
+    out[PARSE_ERROR] = errors.where(errors.ne(""), None)
+    return out
+
+
+def _survey_scores(
+    out: pd.DataFrame, frame: pd.DataFrame, errors: pd.Series, levels: dict[str, float]
+) -> tuple[pd.DataFrame, pd.Series]:
+    raw = frame["score"].astype(str)
+    num = pd.to_numeric(raw.where(raw.ne("")), errors="coerce")
+    lvl = raw.map(levels)
+    bad = raw.ne("") & num.isna() & lvl.isna()
+    errors = _note(errors, bad, "score", raw, "is neither a number nor a level of the scheme")
+    out["score"] = num.fillna(lvl)
+    out["level"] = raw.where(lvl.notna(), None)
+    return out, errors
+
+
+def _rater_hash(key: str, secret: bytes) -> str:
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()

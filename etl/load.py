@@ -1,0 +1,83 @@
+"""Loading a validated month: all of it in one transaction, or nothing.
+
+A month's rows are replaced, never appended, so a rerun leaves exactly what one run leaves. Cases
+span months: each month's extract is kept as `case_snapshot`, and `cases` (the current state) is
+upserted by case_id from the latest snapshot that holds the case, so reloading an earlier month
+never overwrites a later state.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from etl.warehouse import (
+    SOURCE_TABLE,
+    bulk_insert,
+    case_snapshot,
+    cases,
+    loaded_file,
+    mart_quarantine,
+)
+
+
+def _replace_month(
+    conn: Connection, table: sa.Table, scheme_id: str, month: str, rows: pd.DataFrame
+) -> int:
+    conn.execute(table.delete().where(table.c.scheme_id == scheme_id, table.c.month == month))
+    return bulk_insert(conn, table, rows.assign(scheme_id=scheme_id, month=month))
+
+
+def _drop_current(conn: Connection, scheme_id: str, month: str) -> None:
+    """Drop from `cases` every case the month's snapshot holds; `_restore_current` rebuilds them."""
+    conn.execute(
+        cases.delete().where(
+            cases.c.scheme_id == scheme_id,
+            cases.c.case_id.in_(
+                sa.select(case_snapshot.c.case_id).where(
+                    case_snapshot.c.scheme_id == scheme_id, case_snapshot.c.month == month
+                )
+            ),
+        )
+    )
+
+
+def load_month(
+    engine: Engine,
+    scheme_id: str,
+    month: str,
+    accepted: dict[str, pd.DataFrame],
+    quarantine: pd.DataFrame,
+    files: pd.DataFrame,
+) -> dict[str, int]:
+    """Replace the month in every source table, the quarantine and the loaded-file record."""
+    counts: dict[str, int] = {}
+    with engine.begin() as conn:
+        _drop_current(conn, scheme_id, month)  # cases the month held before this load
+        for source, table in SOURCE_TABLE.items():
+            rows = accepted.get(source)
+            if rows is None:
+                rows = pd.DataFrame(columns=[c.name for c in table.columns])
+            counts[source] = _replace_month(conn, table, scheme_id, month, rows)
+        _drop_current(conn, scheme_id, month)  # and those it holds now
+        _restore_current(conn, scheme_id)
+        counts["quarantine"] = _replace_month(conn, mart_quarantine, scheme_id, month, quarantine)
+        _replace_month(conn, loaded_file, scheme_id, month, files)
+    return counts
+
+
+def _restore_current(conn: Connection, scheme_id: str) -> None:
+    """Every snapshot case missing from `cases` comes back in the state of its latest snapshot."""
+    cols = [c.name for c in cases.columns if c.name != "as_of_month"]
+    s, s2 = case_snapshot.alias("s"), case_snapshot.alias("s2")
+    latest = (
+        sa.select(sa.func.max(s2.c.month))
+        .where(s2.c.scheme_id == s.c.scheme_id, s2.c.case_id == s.c.case_id)
+        .scalar_subquery()
+    )
+    present = sa.select(cases.c.case_id).where(cases.c.scheme_id == scheme_id)
+    pick = sa.select(*[s.c[c] for c in cols], s.c.month).where(
+        s.c.scheme_id == scheme_id, s.c.month == latest, s.c.case_id.not_in(present)
+    )
+    conn.execute(cases.insert().from_select(cols + ["as_of_month"], pick))

@@ -1,0 +1,218 @@
+"""The monthly intake as plain functions: land -> validate -> load, plus the run log.
+
+The DAG only wires these. Between tasks only small JSON travels (the manifest, the verdicts); the
+validated tables wait in a staging folder keyed by run, so a retried load reads exactly what its
+validation accepted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from etl.config import Settings, rater_secret, settings
+from etl.connectors import connector_from_config
+from etl.landing import land
+from etl.load import load_month
+from etl.validate import slug, validate_month
+from etl.warehouse import create_schema, engine_for, mart_run
+from scoring.scheme import load_scheme
+
+
+class SourceRejected(Exception):
+    """A source failed validation: nothing of the month is loaded. Not worth a retry."""
+
+
+def month_of(
+    param: str | None, interval_start: dt.datetime | None, tz: str = "Asia/Shanghai"
+) -> str:
+    """The business month: the `month` param, else the month the data interval starts in."""
+    if param:
+        stamp = dt.datetime.strptime(param.strip(), "%Y-%m")
+        return stamp.strftime("%Y-%m")
+    if interval_start is None:
+        raise ValueError("no month: pass the `month` param (YYYY-MM)")
+    import pendulum
+
+    return pendulum.instance(interval_start).in_timezone(tz).strftime("%Y-%m")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def record_run(engine: sa.Engine, run_id: str, **values: Any) -> None:
+    """Create or update the run's row in `mart_run` (one row per run, retries update it)."""
+    with engine.begin() as conn:
+        exists = conn.scalar(sa.select(sa.func.count()).where(mart_run.c.run_id == run_id))
+        if exists:
+            conn.execute(mart_run.update().where(mart_run.c.run_id == run_id).values(**values))
+        else:
+            conn.execute(mart_run.insert().values(run_id=run_id, started_at=_now(), **values))
+
+
+def land_step(
+    month: str,
+    run_id: str,
+    dag_id: str = "kaohe_monthly",
+    scheme_ref: str | None = None,
+    reland: bool = False,
+    cfg: Settings | None = None,
+) -> dict[str, Any]:
+    cfg = cfg or settings()
+    scheme = load_scheme(scheme_ref or cfg.scheme)
+    engine = engine_for(cfg.warehouse_url)
+    try:
+        create_schema(engine)
+        record_run(
+            engine,
+            run_id,
+            dag_id=dag_id,
+            scheme_id=scheme.id,
+            month_or_period=month,
+            status="running",
+            finished_at=None,
+            message=None,
+        )
+        extracts, skipped = connector_from_config(cfg.connector, cfg.inbox).fetch(month)
+        used, notes = land(extracts, month, scheme.id, run_id, cfg.archive, engine, reland)
+        record_run(engine, run_id, source_checksums={u.name: u.sha256 for u in used})
+    finally:
+        engine.dispose()
+    return {
+        "month": month,
+        "run_id": run_id,
+        "scheme_ref": scheme_ref or cfg.scheme,
+        "scheme_id": scheme.id,
+        "files": [u.as_dict() for u in used],
+        "notes": skipped + notes,
+    }
+
+
+def staging_dir(cfg: Settings, scheme_id: str, month: str, run_id: str) -> Path:
+    return cfg.staging / scheme_id / month / slug(run_id)
+
+
+def validate_step(manifest: dict[str, Any], cfg: Settings | None = None) -> dict[str, Any]:
+    """Validate and stage; raise SourceRejected (after logging the run) on a rejected source."""
+    cfg = cfg or settings()
+    scheme = load_scheme(manifest["scheme_ref"])
+    month, run_id = manifest["month"], manifest["run_id"]
+    docs = cfg.output / scheme.id / month / "validation"
+    result = validate_month(manifest["files"], month, scheme, rater_secret(cfg), docs)
+    summary = result.summary()
+    rows_in = sum(r.rows_in for r in result.reports.values())
+    rows_q = sum(r.rows_quarantined for r in result.reports.values())
+    engine = engine_for(cfg.warehouse_url)
+    try:
+        if result.rejected:
+            message = "; ".join(
+                f"{r.source} rejected: " + " | ".join(r.problems) for r in result.rejected
+            )
+            record_run(
+                engine,
+                run_id,
+                status="rejected",
+                finished_at=_now(),
+                rows_in=rows_in,
+                rows_quarantined=rows_q,
+                message=message,
+            )
+            raise SourceRejected(
+                f"{month}: {message}. Nothing of {month} was loaded; the "
+                f"validation report is {docs / 'index.html'}"
+            )
+        record_run(engine, run_id, rows_in=rows_in, rows_quarantined=rows_q)
+    finally:
+        engine.dispose()
+    stage = staging_dir(cfg, scheme.id, month, run_id)
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for source, frame in result.accepted.items():
+        frame.to_parquet(stage / f"{source}.parquet", index=False)
+    result.quarantine.to_parquet(stage / "_quarantine.parquet", index=False)
+    files = pd.DataFrame(
+        [
+            {
+                "source": s,
+                "name": f["name"],
+                "sha256": f["sha256"],
+                "rows_in": f["rows"],
+                "rows_quarantined": f["quarantined"],
+            }
+            for s, r in result.reports.items()
+            for f in r.files
+        ]
+    )
+    files.to_parquet(stage / "_files.parquet", index=False)
+    return {
+        "month": month,
+        "run_id": run_id,
+        "scheme_id": scheme.id,
+        "staging": str(stage),
+        "report": str(docs / "index.html"),
+        "sources": summary,
+        "notes": manifest["notes"],
+    }
+
+
+def load_step(validation: dict[str, Any], cfg: Settings | None = None) -> dict[str, Any]:
+    cfg = cfg or settings()
+    stage = Path(validation["staging"])
+    accepted = {p.stem: pd.read_parquet(p) for p in stage.glob("[!_]*.parquet")}
+    quarantine = pd.read_parquet(stage / "_quarantine.parquet")
+    files = pd.read_parquet(stage / "_files.parquet")
+    engine = engine_for(cfg.warehouse_url)
+    try:
+        counts = load_month(
+            engine, validation["scheme_id"], validation["month"], accepted, quarantine, files
+        )
+        record_run(engine, validation["run_id"], status="success", finished_at=_now())
+    finally:
+        engine.dispose()
+    shutil.rmtree(stage, ignore_errors=True)
+    return {
+        "month": validation["month"],
+        "loaded": counts,
+        "report": validation["report"],
+        "sources": {
+            s: {k: v[k] for k in ("status", "rows_in", "rows_quarantined", "reasons")}
+            for s, v in validation["sources"].items()
+        },
+        "notes": validation["notes"],
+    }
+
+
+def fail_run(run_id: str, message: str, cfg: Settings | None = None) -> None:
+    """Mark a run failed unless validation already said it was rejected."""
+    cfg = cfg or settings()
+    engine = engine_for(cfg.warehouse_url)
+    try:
+        create_schema(engine)
+        with engine.begin() as conn:
+            conn.execute(
+                mart_run.update()
+                .where(mart_run.c.run_id == run_id, mart_run.c.status == "running")
+                .values(status="failed", finished_at=_now(), message=message[:2000])
+            )
+    finally:
+        engine.dispose()
+
+
+def run_month(
+    month: str,
+    run_id: str,
+    scheme_ref: str | None = None,
+    reland: bool = False,
+    cfg: Settings | None = None,
+) -> dict[str, Any]:
+    """The whole intake in one process (tests, benchmarks): what the DAG's three tasks do."""
+    manifest = land_step(month, run_id, scheme_ref=scheme_ref, reland=reland, cfg=cfg)
+    return load_step(validate_step(json.loads(json.dumps(manifest)), cfg), cfg)

@@ -1,0 +1,279 @@
+"""Warehouse schema (SQLAlchemy Core) and the bulk write path, for SQLite and PostgreSQL alike.
+
+Source tables carry natural keys and no surrogate ids or load timestamps, so reloading the same
+month leaves them byte-for-byte as they were; only `landing_log` and `mart_run` are logs that grow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+md = sa.MetaData()
+T, N, D, INT, B = sa.Text, sa.Float, sa.Date, sa.Integer, sa.Boolean
+
+
+def _src(*cols: sa.Column) -> list[sa.Column]:
+    return [
+        *cols,
+        sa.Column("source_file", T, nullable=False),
+        sa.Column("source_line", INT, nullable=False),
+    ]
+
+
+def _key(name: str, t: Any = T) -> sa.Column:
+    return sa.Column(name, t, primary_key=True)
+
+
+landed_file = sa.Table(
+    "landed_file",
+    md,
+    _key("sha256"),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("archive_path", T, nullable=False),
+    sa.Column("first_name", T, nullable=False),
+    sa.Column("first_landed_at", sa.DateTime(timezone=True), nullable=False),
+)
+landing_log = sa.Table(
+    "landing_log",
+    md,
+    _key("run_id"),
+    _key("scheme_id"),
+    _key("month"),
+    _key("name"),
+    sa.Column("source", T, nullable=False),
+    sa.Column("sha256", T, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("newly_landed", B, nullable=False),
+)
+loaded_file = sa.Table(  # which exact bytes the current load of a month came from
+    "loaded_file",
+    md,
+    _key("scheme_id"),
+    _key("month"),
+    _key("name"),
+    sa.Column("source", T, nullable=False),
+    sa.Column("sha256", T, nullable=False),
+    sa.Column("rows_in", INT, nullable=False),
+    sa.Column("rows_quarantined", INT, nullable=False),
+)
+roster = sa.Table(
+    "roster",
+    md,
+    *_src(
+        _key("scheme_id"),
+        _key("month"),
+        _key("person_id"),
+        sa.Column("name", T, nullable=False),
+        sa.Column("unit_id", T, nullable=False),
+        sa.Column("unit_name", T, nullable=False),
+        sa.Column("dept_id", T, nullable=False),
+        sa.Column("dept_name", T, nullable=False),
+        sa.Column("category", T, nullable=False),
+        sa.Column("post_coefficient", N, nullable=False),
+        sa.Column("email", T),
+        sa.Column("active_from", D),
+        sa.Column("active_to", D),
+    ),
+)
+attendance = sa.Table(
+    "attendance",
+    md,
+    *_src(
+        _key("scheme_id"),
+        _key("month"),
+        _key("person_id"),
+        _key("date", D),
+        sa.Column("status", T, nullable=False),
+        sa.Column("duty_filed", INT),
+        sa.Column("duty_reviewed", INT),
+    ),
+)
+_CASE_COLS = (
+    sa.Column("dept_id", T, nullable=False),
+    sa.Column("judge_id", T, nullable=False),
+    sa.Column("panel_ids", T),
+    sa.Column("filed_on", D, nullable=False),
+    sa.Column("closed_on", D),
+    sa.Column("procedure", T, nullable=False),
+    sa.Column("outcome", T),
+    sa.Column("verdict_in_court", INT),
+    sa.Column("appeal_outcome", T),
+    sa.Column("appeal_decided_on", D),
+    sa.Column("fault", INT),
+)
+case_snapshot = sa.Table(  # each month's extract as delivered
+    "case_snapshot",
+    md,
+    *_src(_key("scheme_id"), _key("month"), _key("case_id"), *[c.copy() for c in _CASE_COLS]),
+)
+cases = sa.Table(  # current state: per case, the latest month's snapshot (upserted by case_id)
+    "cases",
+    md,
+    *_src(
+        _key("scheme_id"),
+        _key("case_id"),
+        sa.Column("as_of_month", T, nullable=False),
+        *[c.copy() for c in _CASE_COLS],
+    ),
+)
+survey_response = sa.Table(
+    "survey_response",
+    md,
+    *_src(
+        _key("scheme_id"),
+        _key("month"),
+        _key("survey_id"),
+        _key("rater_hash"),
+        _key("ratee_id"),
+        _key("item"),
+        sa.Column("period", T, nullable=False),
+        sa.Column("relation", T, nullable=False),
+        sa.Column("score", N, nullable=False),
+        sa.Column("level", T),
+    ),
+)
+adjustment = sa.Table(
+    "adjustment",
+    md,
+    _key("scheme_id"),
+    _key("month"),
+    _key("source_file"),
+    _key("source_line", INT),
+    sa.Column("person_id", T, nullable=False),
+    sa.Column("date", D, nullable=False),
+    sa.Column("rule", T, nullable=False),
+    sa.Column("points", N),
+    sa.Column("count", INT, nullable=False),
+    sa.Column("note", T),
+    sa.Column("evidence", T),
+)
+nomination = sa.Table(
+    "nomination",
+    md,
+    _key("scheme_id"),
+    _key("month"),
+    _key("source_file"),
+    _key("source_line", INT),
+    sa.Column("person_id", T, nullable=False),
+    sa.Column("period", T, nullable=False),
+    sa.Column("reason", T, nullable=False),
+    sa.Column("approved_by", T, nullable=False),
+)
+mart_quarantine = sa.Table(
+    "mart_quarantine",
+    md,
+    _key("scheme_id"),
+    _key("month"),
+    _key("file"),
+    _key("line", INT),
+    sa.Column("source", T, nullable=False),
+    sa.Column("reason", T, nullable=False),
+    sa.Column("raw", sa.JSON, nullable=False),
+)
+mart_run = sa.Table(
+    "mart_run",
+    md,
+    _key("run_id"),
+    sa.Column("dag_id", T, nullable=False),
+    sa.Column("scheme_id", T, nullable=False),
+    sa.Column("month_or_period", T, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("status", T, nullable=False),
+    sa.Column("rows_in", INT),
+    sa.Column("rows_quarantined", INT),
+    sa.Column("source_checksums", sa.JSON),
+    sa.Column("message", T),
+)
+sa.Index("ix_attendance_person", attendance.c.scheme_id, attendance.c.person_id, attendance.c.month)
+sa.Index(
+    "ix_case_snapshot_case",
+    case_snapshot.c.scheme_id,
+    case_snapshot.c.case_id,
+    case_snapshot.c.month,
+)
+sa.Index("ix_cases_judge", cases.c.scheme_id, cases.c.judge_id)
+
+# what each source's staged table is written to; cases also refresh `cases`
+SOURCE_TABLE = {
+    "roster": roster,
+    "attendance": attendance,
+    "cases": case_snapshot,
+    "surveys": survey_response,
+    "adjustments": adjustment,
+    "nominations": nomination,
+}
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for any SQLAlchemy URL; plain `postgresql://` means psycopg 3 here."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:"):
+        eng = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(eng, "connect")
+        def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+        return eng
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def create_schema(engine: Engine) -> None:
+    md.create_all(engine)
+
+
+def _cell(v: Any) -> Any:
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, sort_keys=True)
+    if hasattr(v, "item"):  # numpy scalars
+        return v.item()
+    return v
+
+
+def _rows(df: pd.DataFrame) -> Iterable[tuple]:
+    obj = df.astype(object)
+    return ([_cell(v) for v in row] for row in obj.itertuples(index=False, name=None))
+
+
+def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
+    """Insert a frame through the dialect's fastest path, inside the caller's transaction.
+
+    PostgreSQL: COPY (psycopg 3). SQLite: one executemany on the raw connection. Both run on the
+    connection the caller's transaction holds, so a failure rolls back with everything else.
+    """
+    if df.empty:
+        return 0
+    cols = [c.name for c in table.columns if c.name in df.columns]
+    df = df[cols]
+    raw = conn.connection.dbapi_connection
+    if conn.dialect.name == "postgresql":
+        collist = ", ".join(f'"{c}"' for c in cols)
+        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({collist}) FROM STDIN') as cp:
+            for row in _rows(df):
+                cp.write_row(row)
+    elif conn.dialect.name == "sqlite":
+        marks = ", ".join("?" for _ in cols)
+        collist = ", ".join(f'"{c}"' for c in cols)
+        raw.cursor().executemany(
+            f'INSERT INTO "{table.name}" ({collist}) VALUES ({marks})', _rows(df)
+        )
+    else:
+        conn.execute(table.insert(), [dict(zip(cols, r)) for r in _rows(df)])
+    return len(df)
+
+
+def read_frame(conn: Connection | Engine, query: Any) -> pd.DataFrame:
+    return pd.read_sql(query, conn)

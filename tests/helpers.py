@@ -1,0 +1,41 @@
+"""Helpers the tests share: small extracts written by hand, and a warehouse snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from etl.warehouse import engine_for, md
+
+LOGS = {"mart_run", "landing_log"}
+
+
+def write(inbox: Path, month: str, name: str, text: str, encoding: str = "utf-8") -> Path:
+    path = inbox / month / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def snapshot(url: str, skip: tuple[str, ...] = ()) -> dict[str, list[tuple]]:
+    """Every table but the two logs, rows sorted, for comparing one run with another."""
+    eng = engine_for(url)
+    out = {}
+    with eng.connect() as conn:
+        for t in md.sorted_tables:
+            if t.name in LOGS or t.name in skip:
+                continue
+            rows = conn.execute(sa.select(t)).fetchall()
+            out[t.name] = sorted(tuple(map(str, r)) for r in rows)
+    eng.dispose()
+    return out
+
+
+def table(url: str, name: str, where: str = "") -> pd.DataFrame:
+    eng = engine_for(url)
+    with eng.connect() as conn:
+        frame = pd.read_sql(sa.text(f"select * from {name} {where}"), conn)
+    eng.dispose()
+    return frame

@@ -1,0 +1,113 @@
+"""Row rules and verdicts, without a database: what bad input gets (sources.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from etl.validate import validate_month
+from scoring.scheme import load_scheme
+
+ROSTER = "工号,姓名,单位编码,单位名称,部门编码,部门,人员类别\n" + "".join(
+    f"{i:04d},人员{i},u1,单位,d1,科室,staff\n" for i in range(1, 41)
+)
+
+
+def _files(tmp: Path, **extracts: str) -> list[dict]:
+    out = []
+    for name, text in extracts.items():
+        p = tmp / f"{name}.csv"
+        p.write_text(text, encoding="utf-8")
+        out.append({"source": name.split("-")[0], "name": p.name, "sha256": name, "path": str(p)})
+    return out
+
+
+def _attendance(rows: list[str]) -> str:
+    good = [f"{i:04d},2026-03-0{d},present,1,1" for d in (2, 3) for i in range(1, 41)]
+    return "person_id,date,status,duty_filed,duty_reviewed\n" + "\n".join(good + rows) + "\n"
+
+
+def test_bad_rows_are_quarantined_with_line_and_reason(tmp_path):
+    att = _attendance(
+        [
+            "9999,2026-03-03,present,1,1",  # line 82: unknown person
+            "0001,2026-03-04,sleeping,1,1",  # line 83: bad status
+            "0001,2026-03-02,late,1,1",
+        ]
+    )  # line 84: duplicate of line 2
+    v = validate_month(
+        _files(tmp_path, roster=ROSTER, attendance=att), "2026-03", load_scheme("demo"), b"k"
+    )
+    rep = v.reports["attendance"]
+    assert (rep.status, rep.rows_in, rep.rows_quarantined) == ("quarantined", 83, 3)
+    q = v.quarantine.set_index("line")["reason"].to_dict()
+    assert "unknown person" in q[82] and "bad status" in q[83] and "duplicate" in q[84]
+    assert len(v.accepted["attendance"]) == 80  # the first of the duplicated key is kept
+    assert 2 in v.accepted["attendance"]["source_line"].tolist()
+
+
+def test_more_than_the_share_rejects_the_source_and_names_the_rule(tmp_path):
+    att = _attendance([f"{i:04d},2026-04-01,present,1,1" for i in range(1, 6)])  # 5/85 > 5%
+    v = validate_month(
+        _files(tmp_path, roster=ROSTER, attendance=att), "2026-03", load_scheme("demo"), b"k"
+    )
+    rep = v.reports["attendance"]
+    assert rep.status == "rejected"
+    assert "date outside the month" in rep.problems[0] and "5 of 85" in rep.problems[0]
+
+
+def test_survey_score_out_of_range_and_rater_keys_never_leave(tmp_path):
+    head = "survey_id,period,rater_key,relation,ratee_id,item,score\n"
+    rows = [f"s1,2026-Q1,secret-rater-{i},peer,{i:04d},de,{80 + i % 10}" for i in range(1, 41)]
+    rows.append("s1,2026-Q1,secret-rater-x,上级,0001,de,101")  # line 42: out of range
+    rows.append("s1,2026-Q1,secret-rater-y,peer,0002,neng,称职")  # a level: 80 points
+    v = validate_month(
+        _files(
+            tmp_path,
+            roster=ROSTER,
+            attendance=_attendance([]),
+            surveys=head + "\n".join(rows) + "\n",
+        ),
+        "2026-03",
+        load_scheme("demo"),
+        b"k",
+    )
+    q = v.quarantine[v.quarantine.source == "surveys"]
+    assert q["line"].tolist() == [42] and "score out of range" in q["reason"].iloc[0]
+    assert "secret-rater" not in json.dumps(q["raw"].tolist())
+    acc = v.accepted["surveys"]
+    assert "rater_key" not in acc.columns and not acc["rater_hash"].str.contains("secret").any()
+    assert acc.loc[acc.item == "neng", ["score", "level"]].values.tolist() == [[80.0, "称职"]]
+
+
+@pytest.mark.parametrize(
+    "row,reason",
+    [
+        ("0001,2026-03-05,no_such_rule,,1", "unknown rule"),
+        ("0001,2026-03-05,assessment_loss,,1", "points do not fit"),
+        ("0001,2026-03-05,assessment_loss,-3,1", "points do not fit"),
+        ("0001,2026-03-05,praise_city,2,1", "points do not fit"),
+        ("0001,2026-03-05,praise_city,1,0", "count below 1"),
+    ],
+)
+def test_adjustment_rows_must_fit_the_scheme(tmp_path, row, reason):
+    ok = "".join(f"{i:04d},2026-03-05,praise_city,,1\n" for i in range(1, 41))
+    adj = "person_id,date,rule,points,count\n" + ok + row + "\n"
+    v = validate_month(
+        _files(tmp_path, roster=ROSTER, attendance=_attendance([]), adjustments=adj),
+        "2026-03",
+        load_scheme("demo"),
+        b"k",
+    )
+    q = v.quarantine[v.quarantine.source == "adjustments"]
+    assert q["line"].tolist() == [42] and reason in q["reason"].iloc[0]
+
+
+def test_missing_roster_rejects_the_month(tmp_path):
+    v = validate_month(
+        _files(tmp_path, attendance=_attendance([])), "2026-03", load_scheme("demo"), b"k"
+    )
+    assert v.reports["roster"].status == "rejected"
+    assert "required every month" in v.reports["roster"].problems[0]
