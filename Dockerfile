@@ -1,0 +1,12 @@
+# kaohe on Airflow's official image, with the CJK fonts and HarfBuzz subsetting PDFs need.
+FROM apache/airflow:3.3.2-python3.11
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-wqy-microhei libharfbuzz-subset0 \
+ && rm -rf /var/lib/apt/lists/*
+USER airflow
+COPY --chown=airflow requirements.lock pyproject.toml /opt/kaohe/
+RUN pip install --no-cache-dir -r /opt/kaohe/requirements.lock "apache-airflow==3.3.2"
+COPY --chown=airflow . /opt/kaohe
+RUN pip install --no-cache-dir --no-deps -e /opt/kaohe
+ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/kaohe/dags
