@@ -241,8 +241,11 @@ def validate_month(
             rep.problems.append(f"{', '.join(f['name'] for f in mine)}: no data rows")
         share = scheme.max_quarantine_share
         if rep.rows_in and rep.rows_quarantined / rep.rows_in > share + 1e-12:
+            where = ", ".join(
+                f"{i['name']} ({i['quarantined']})" for i in rep.files if i["quarantined"]
+            )
             rep.problems.append(
-                f"{rep.rows_quarantined} of {rep.rows_in} rows break a row rule, more than the "
+                f"{where}: {rep.rows_quarantined} of {rep.rows_in} rows break a row rule, more than the "
                 f"scheme's max_quarantine_share {share:.0%}; most common: "
                 + "; ".join(
                     f"{k} ×{v}" for k, v in sorted(rep.reasons.items(), key=lambda kv: -kv[1])[:3]

@@ -31,6 +31,11 @@ def _key(name: str, t: Any = T) -> sa.Column:
     return sa.Column(name, t, primary_key=True)
 
 
+def _row_key() -> list[sa.Column]:
+    """Register rows have no natural key: the delivered file and line are their identity."""
+    return [_key("scheme_id"), _key("month"), _key("source_file"), _key("source_line", INT)]
+
+
 landed_file = sa.Table(
     "landed_file",
     md,
@@ -143,10 +148,7 @@ survey_response = sa.Table(
 adjustment = sa.Table(
     "adjustment",
     md,
-    _key("scheme_id"),
-    _key("month"),
-    _key("source_file"),
-    _key("source_line", INT),
+    *_row_key(),
     sa.Column("person_id", T, nullable=False),
     sa.Column("date", D, nullable=False),
     sa.Column("rule", T, nullable=False),
@@ -158,10 +160,7 @@ adjustment = sa.Table(
 nomination = sa.Table(
     "nomination",
     md,
-    _key("scheme_id"),
-    _key("month"),
-    _key("source_file"),
-    _key("source_line", INT),
+    *_row_key(),
     sa.Column("person_id", T, nullable=False),
     sa.Column("period", T, nullable=False),
     sa.Column("reason", T, nullable=False),

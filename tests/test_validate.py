@@ -55,7 +55,8 @@ def test_more_than_the_share_rejects_the_source_and_names_the_rule(tmp_path):
     )
     rep = v.reports["attendance"]
     assert rep.status == "rejected"
-    assert "date outside the month" in rep.problems[0] and "5 of 85" in rep.problems[0]
+    assert "attendance.csv (5): 5 of 85" in rep.problems[0]
+    assert "date outside the month" in rep.problems[0]
 
 
 def test_survey_score_out_of_range_and_rater_keys_never_leave(tmp_path):
