@@ -11,18 +11,19 @@ like any file, so every result traces to exact bytes in the archive.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
 from urllib.request import urlopen
 
-import pandas as pd
-
-from etl.sources import SOURCES, column_names, source_of
+from etl.read import cell_text, nfkc
+from etl.sources import SOURCES, alias_map, column_names, source_of
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,10 @@ class FolderConnector:
             return [], [f"{folder}: no folder for {month} in the inbox"]
         out, skipped = [], []
         for p in sorted(folder.iterdir(), key=lambda p: p.name):
-            if p.name.startswith((".", "~$")) or p.is_dir():
+            if p.is_dir():
+                continue
+            if p.name.startswith("~$"):
+                skipped.append(f"{p.name}: an Office lock file (the workbook is open); passed over")
                 continue
             src = source_of(p.name)
             if src is None:
@@ -68,12 +72,28 @@ class FolderConnector:
         return out, skipped
 
 
-def _csv_bytes(source: str, rows: list[dict[str, Any]] | pd.DataFrame) -> bytes:
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
-    frame = frame.reindex(columns=[c for c in frame.columns if c in column_names(source)])
+def _csv_bytes(
+    source: str, name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> tuple[bytes, list[str]]:
+    """UTF-8 CSV of the source's columns in canonical order, and a note naming any column left out.
+
+    Result columns may carry a canonical name in any case or a Chinese alias (as file headers may);
+    they are written under the canonical name so nothing the source knows is dropped on the way.
+    """
+    aliases, order = alias_map(source), column_names(source)
+    known = [
+        (i, aliases[nfkc(str(c)).lower()])
+        for i, c in enumerate(columns)
+        if nfkc(str(c)).lower() in aliases
+    ]
+    known.sort(key=lambda ic: order.index(ic[1]))
+    unknown = [str(c) for c in columns if nfkc(str(c)).lower() not in aliases]
     buf = io.StringIO()
-    frame.astype(object).where(frame.notna(), "").to_csv(buf, index=False)
-    return buf.getvalue().encode("utf-8")
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow([c for _, c in known])
+    out.writerows([cell_text(row[i]) for i, _ in known] for row in rows)
+    notes = [f"{name}: {', '.join(unknown)}: not {source} columns; left out"] if unknown else []
+    return buf.getvalue().encode("utf-8"), notes
 
 
 class SqlConnector:
@@ -97,17 +117,19 @@ class SqlConnector:
         from etl.warehouse import engine_for
 
         eng = engine_for(self._url())
-        out = []
+        out, notes = [], []
         try:
             with eng.connect() as conn:
                 for source, query in self.queries.items():
-                    q = sa.text(query)
                     params = {"month": month} if ":month" in query else {}
-                    frame = pd.read_sql(q, conn, params=params, dtype=str)
-                    out.append(Extract(source, f"{source}-sql.csv", _csv_bytes(source, frame)))
+                    result = conn.execute(sa.text(query), params)
+                    name = f"{source}-sql.csv"
+                    data, left_out = _csv_bytes(source, name, list(result.keys()), result.all())
+                    out.append(Extract(source, name, data))
+                    notes += left_out
         finally:
             eng.dispose()
-        return out, []
+        return out, notes
 
 
 class HttpConnector:
@@ -139,7 +161,7 @@ class HttpConnector:
             return json.loads(r.read().decode("utf-8"))
 
     def fetch(self, month: str) -> tuple[list[Extract], list[str]]:
-        out = []
+        out, notes = [], []
         for source, endpoint in self.endpoints.items():
             rows: list[dict[str, Any]] = []
             page: int | None = 1
@@ -156,9 +178,17 @@ class HttpConnector:
                     break
             else:
                 raise RuntimeError(f"{source}: more than {self.max_pages} pages; stopped")
-            if rows:
-                out.append(Extract(source, f"{source}-http.csv", _csv_bytes(source, rows)))
-        return out, []
+            if not rows:
+                notes.append(f"{source}: {endpoint} gave no rows for {month}")
+                continue
+            name = f"{source}-http.csv"
+            columns = list(dict.fromkeys(k for r in rows for k in r))  # first-seen order
+            data, left_out = _csv_bytes(
+                source, name, columns, ([r.get(c) for c in columns] for r in rows)
+            )
+            out.append(Extract(source, name, data))
+            notes += left_out
+        return out, notes
 
 
 def connector_from_config(spec: str, inbox: str) -> Connector:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
+import math
 import unicodedata
+from decimal import Decimal
 
 import pandas as pd
 
@@ -41,18 +44,29 @@ def nfkc(s: str) -> str:
     return unicodedata.normalize("NFKC", s).strip()
 
 
-def _excel_cell(v: object) -> str:
-    """Excel cells arrive typed; turn them into the text a CSV would have carried."""
-    if v is None or (isinstance(v, float) and pd.isna(v)):
+def cell_text(v: object) -> str:
+    """A typed cell (Excel, SQL, JSON) as the text a CSV export would carry.
+
+    Typed per value, never per column: pandas turns an integer column with a NULL into floats, and
+    a `1.0` flag would be quarantined as not 0/1. Decimals stay exact (a NUMERIC(20) id must not
+    pass through a float).
+    """
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, Decimal):
+        if not v.is_finite():
+            return ""
+        return str(int(v)) if v == v.to_integral_value() else format(v.normalize(), "f")
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() else str(v)
     if isinstance(v, dt.datetime):
         return v.date().isoformat() if v.time() == dt.time(0) else v.isoformat(sep=" ")
     if isinstance(v, dt.date):
         return v.isoformat()
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
+    if isinstance(v, dict | list):
+        return json.dumps(v, ensure_ascii=False, sort_keys=True)
     return str(v)
 
 
@@ -68,7 +82,7 @@ def read_grid(name: str, data: bytes) -> pd.DataFrame:
             rows = wb.get_sheet_by_index(0).to_python(skip_empty_area=False)
         except Exception as exc:  # calamine raises its own error types for every kind of damage
             raise UnreadableFile(f"not a readable XLSX workbook ({exc})") from exc
-        return pd.DataFrame([[_excel_cell(v) for v in row] for row in rows], dtype=object)
+        return pd.DataFrame([[cell_text(v) for v in row] for row in rows], dtype=object)
     text = decode(data)
     try:
         return pd.read_csv(

@@ -245,8 +245,8 @@ def validate_month(
                 f"{i['name']} ({i['quarantined']})" for i in rep.files if i["quarantined"]
             )
             rep.problems.append(
-                f"{where}: {rep.rows_quarantined} of {rep.rows_in} rows break a row rule, more than the "
-                f"scheme's max_quarantine_share {share:.0%}; most common: "
+                f"{where}: {rep.rows_quarantined} of {rep.rows_in} rows break a row rule, more "
+                f"than the scheme's max_quarantine_share {share:.0%}; most common: "
                 + "; ".join(
                     f"{k} ×{v}" for k, v in sorted(rep.reasons.items(), key=lambda kv: -kv[1])[:3]
                 )
