@@ -29,15 +29,21 @@ def _note(errors: pd.Series, bad: pd.Series, col: str, raw: pd.Series, what: str
 
 
 def parse_dates(raw: pd.Series) -> pd.Series:
-    """`2026-03-05`, `2026/3/5`, `2026年3月5日`, Excel serial days -> ISO text, or None."""
-    parts = raw.str.extract(_DATE)
-    ymd = parts.astype(float)
+    """`2026-03-05`, `2026/3/5`, `2026年3月5日`, Excel serial days -> ISO text, or None.
+
+    A month of attendance holds a few dozen distinct dates in ~20 rows each per person, so each
+    distinct text is parsed once and the result spread back.
+    """
+    codes, uniq = pd.factorize(raw.astype(str))
+    u = pd.Series(uniq, dtype=object)
+    ymd = u.str.extract(_DATE).astype(float)
     stamp = pd.to_datetime(
         pd.DataFrame({"year": ymd["y"], "month": ymd["m"], "day": ymd["d"]}), errors="coerce"
     )
-    serial = pd.to_numeric(raw.where(raw.str.fullmatch(r"\d{5}(?:\.0+)?")), errors="coerce")
+    serial = pd.to_numeric(u.where(u.str.fullmatch(r"\d{5}(?:\.0+)?")), errors="coerce")
     stamp = stamp.fillna(EXCEL_EPOCH + pd.to_timedelta(serial, unit="D"))
-    return stamp.dt.strftime("%Y-%m-%d").astype(object).where(stamp.notna(), None)
+    iso = stamp.dt.strftime("%Y-%m-%d").astype(object).where(stamp.notna(), None)
+    return pd.Series(iso.to_numpy()[codes] if len(uniq) else [], index=raw.index, dtype=object)
 
 
 def coerce(

@@ -112,3 +112,22 @@ def test_missing_roster_rejects_the_month(tmp_path):
     )
     assert v.reports["roster"].status == "rejected"
     assert "required every month" in v.reports["roster"].problems[0]
+
+
+def test_nomination_period_must_be_a_calendar_period(tmp_path):
+    head = "person_id,period,reason,approved_by\n"
+    rows = ["0001,2026-H1,理由,党组会", "0002,2026-Q5,理由,党组会", "0003,2026-06,理由,党组会"]
+    rows += [f"{i:04d},2026,理由,党组会" for i in range(4, 41)]
+    v = validate_month(
+        _files(
+            tmp_path,
+            roster=ROSTER,
+            attendance=_attendance([]),
+            nominations=head + "\n".join(rows) + "\n",
+        ),
+        "2026-03",
+        load_scheme("demo"),
+        b"k",
+    )
+    q = v.quarantine[v.quarantine.source == "nominations"]
+    assert q["line"].tolist() == [3] and "bad period" in q["reason"].iloc[0]
