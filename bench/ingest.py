@@ -481,9 +481,33 @@ def print_targets(probe: dict[str, Any], results: dict[str, dict[str, Any]]) -> 
         )
 
 
+def _revision() -> str:
+    """The commit measured (others commit while benchmarks run): short hash, '+dirty' when code
+    outside bench/ has uncommitted edits."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "-uno", "--", ".", ":!bench"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def _header(month: str, pg_url: str, pg: tuple[str | None, str | None], dbs: list[str]) -> None:
     print(
-        f"kaohe ingest benchmark: {month}, scheme {SCHEME}, seed {SEED}; Python "
+        f"kaohe ingest benchmark at {_revision()}: {month}, scheme {SCHEME}, seed {SEED}; Python "
         f"{platform.python_version()}, pandas {pd.__version__}, SQLite {sqlite3.sqlite_version}, "
         f"{os.cpu_count()} cores"
     )
