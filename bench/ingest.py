@@ -31,7 +31,6 @@ import sqlite3
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -54,6 +53,7 @@ BASE_ENV = {"KAOHE_RATER_SECRET": "bench", "GX_ANALYTICS_ENABLED": "false", "KAO
 # settings the caller's shell may carry that would send a case's output or warehouse elsewhere
 FOREIGN_ENV = ("KAOHE_OUTPUT", "KAOHE_CONNECTOR", "KAOHE_WAREHOUSE_URL", "KAOHE_BASE_URL")
 STAGES = ("land", "validate", "load")
+SHORT = {"sqlite": "sqlite", "postgresql": "pg"}
 
 
 # --- small helpers --------------------------------------------------------------------------------
@@ -67,9 +67,7 @@ def _peak_mib() -> float:
 
 
 def _quiet() -> None:
-    """GX logs every checkpoint at INFO and pandas warns once per regex rule with a group; the
-    benchmark's output must stay a table."""
-    warnings.filterwarnings("ignore", message="This pattern is interpreted as a regular expression")
+    """GX logs every checkpoint at INFO; the benchmark's output must stay a table."""
     for name in ("great_expectations", "great_expectations.core", "tqdm"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -386,7 +384,7 @@ def run_size(
         _log(f"{size:,} people on {db} ...")
         results[db] = _run_db_case(size, db, inbox, month, work, pg_url, profile)
     print_sources(probe, results)
-    print_cases(size, probe, results)
+    print_cases(probe, results)
     if size == TARGET_SIZE:
         print_targets(probe, results)
 
@@ -423,12 +421,12 @@ def print_sources(probe: dict[str, Any], results: dict[str, dict[str, Any]]) -> 
     head = (
         f"  {'source':<12}{'files':>6}{'rows':>10}{'to_frame s':>12}{'rows/s':>11}"
         f"{'coerce s':>10}{'rows/s':>11}{'read+coerce':>13}{'pandas s':>10}{'rows/s':>11}"
-        + "".join(f"{'write ' + db[:6] + ' s':>17}" for db in dbs)
+        + "".join(f"{'write ' + SHORT[db] + ' s':>16}" for db in dbs)
     )
     print(head)
     for source, s in probe["sources"].items():
         writes = "".join(
-            f"{r['floor_write'].get(SOURCE_TABLE[source].name, 0.0):>17.2f}"
+            f"{r['floor_write'].get(SOURCE_TABLE[source].name, 0.0):>16.2f}"
             for r in results.values()
         )
         print(
@@ -443,7 +441,7 @@ def print_sources(probe: dict[str, Any], results: dict[str, dict[str, Any]]) -> 
     )
 
 
-def print_cases(size: int, probe: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
+def print_cases(probe: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
     print(
         f"\n  {'db':<11}{'rows':>10}{'land s':>9}{'validate s':>12}{'load s':>9}{'total s':>9}"
         f"{'rows/s':>10}{'cpu s':>7}{'floor s':>9}{'(read':>7}{'+ write)':>10}{'total/floor':>13}"
@@ -458,12 +456,13 @@ def print_cases(size: int, probe: dict[str, Any], results: dict[str, dict[str, A
             f"  {db:<11}{rows:>10,}{r['times']['land']:>9.2f}{r['times']['validate']:>12.2f}"
             f"{r['times']['load']:>9.2f}{total:>9.2f}{_rate(rows, total):>10}"
             f"{r['times']['cpu']:>7.1f}{floor:>9.2f}"
-            f"{read:>7.2f}{r['floor_write']['total']:>10.2f}{total / floor:>13.1f}"
+            f"{read:>7.2f}{r['floor_write']['total']:>10.2f}{total / floor:>13.2f}"
             f"{r['base_mib']:>19.0f}{r['peak_mib']:>10.0f}{r['imports']:>11.1f}"
             f"{r['load1']:>10.1f}"
         )
     for db, r in results.items():
-        print(f"  {db} rows per source: " + ", ".join(f"{s} {n:,}" for s, n in r["rows"].items()))
+        counts = ", ".join(f"{s} {n:,}/{r['loaded'].get(s, 0):,}" for s, n in r["rows"].items())
+        print(f"  {db} rows per source, read/loaded: {counts}")
 
 
 def print_targets(probe: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
@@ -555,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for size in args.sizes:
             run_size(size, args.db, args.month, root, pg_url if pg[0] else None, args.profile)
+        if TARGET_SIZE not in args.sizes:
+            print(f"\ntargets are set for {TARGET_SIZE:,} people, which --sizes leaves out")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
