@@ -200,6 +200,7 @@ def probe_sources(inbox: str, month: str, work: str) -> dict[str, Any]:
     Data Docs: its time is the rules-only share of the validate stage) and its accepted rows,
     quarantine and file list are kept as parquet, as validate_step stages them.
     """
+    from etl.pipeline import write_stage
     from etl.validate import validate_month
     from scoring.scheme import load_scheme
 
@@ -212,52 +213,27 @@ def probe_sources(inbox: str, month: str, work: str) -> dict[str, Any]:
     t: dict[str, float] = {}
     with _timed("rules", t):
         result = validate_month(files, month, scheme, secret, None)
-    stage = Path(work)
-    for source, frame in result.accepted.items():
-        frame.to_parquet(stage / f"{source}.parquet", index=False)
-    result.quarantine.to_parquet(stage / "_quarantine.parquet", index=False)
-    _files_frame(result).to_parquet(stage / "_files.parquet", index=False)
+    write_stage(result, Path(work))
     rejected = [r.source for r in result.rejected]
     return {"sources": sources, "rules_s": t["rules"], "scheme_id": scheme.id, "rejected": rejected}
-
-
-def _files_frame(result: Any) -> pd.DataFrame:
-    """`loaded_file` rows as validate_step builds them."""
-    return pd.DataFrame(
-        [
-            {
-                "source": s,
-                "name": f["name"],
-                "sha256": f["sha256"],
-                "rows_in": f["rows"],
-                "rows_quarantined": f["quarantined"],
-            }
-            for s, r in result.reports.items()
-            for f in r.files
-        ]
-    )
 
 
 # --- one case: the pipeline, then the floor's write ----------------------------------------------
 def floor_tables(work: Path, scheme_id: str, month: str) -> list[tuple[sa.Table, pd.DataFrame]]:
     """Every row load_month writes, shaped as it hands them to bulk_insert (`cases` included)."""
+    from etl.pipeline import read_stage
     from etl.warehouse import SOURCE_TABLE, cases, loaded_file, mart_quarantine
 
+    accepted, quarantine, files = read_stage(work)
     out = []
     for source, table in SOURCE_TABLE.items():
-        path = work / f"{source}.parquet"
-        if path.exists():
-            rows = pd.read_parquet(path).assign(scheme_id=scheme_id, month=month)
+        if source in accepted:
+            rows = accepted[source].assign(scheme_id=scheme_id, month=month)
             out.append((table, rows))
             if source == "cases":
                 out.append((cases, rows.assign(as_of_month=month)))
-    for name, table in (("_quarantine", mart_quarantine), ("_files", loaded_file)):
-        out.append(
-            (
-                table,
-                pd.read_parquet(work / f"{name}.parquet").assign(scheme_id=scheme_id, month=month),
-            )
-        )
+    for frame, table in ((quarantine, mart_quarantine), (files, loaded_file)):
+        out.append((table, frame.assign(scheme_id=scheme_id, month=month)))
     return out
 
 

@@ -82,7 +82,7 @@ def coerce(
             errors = _note(errors, ~blank & val.isna(), col.name, raw, "is not 0 or 1")
             out[col.name] = val.astype("Int64")
         elif col.kind == "enum":
-            out[col.name] = raw.map(lambda v, m=col.labels: m.get(v, v)).where(~blank, None)
+            out[col.name] = raw.map(col.labels).fillna(raw).where(~blank, None)
         else:
             out[col.name] = raw.where(~blank, None)
     if source == "surveys":

@@ -20,7 +20,7 @@ from etl.config import Settings, rater_secret, settings
 from etl.connectors import connector_from_config
 from etl.landing import land
 from etl.load import load_month
-from etl.validate import slug, validate_month
+from etl.validate import MonthValidation, slug, validate_month
 from etl.warehouse import create_schema, engine_for, mart_run
 from scoring.scheme import load_scheme
 
@@ -99,6 +99,27 @@ def staging_dir(cfg: Settings, scheme_id: str, month: str, run_id: str) -> Path:
     return cfg.staging / scheme_id / month / slug(run_id)
 
 
+def write_stage(result: MonthValidation, stage: Path) -> None:
+    """Keep what validation accepted for the load task: accepted rows, quarantine, file list."""
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for source, frame in result.accepted.items():
+        frame.to_parquet(stage / f"{source}.parquet", index=False)
+    result.quarantine.to_parquet(stage / "_quarantine.parquet", index=False)
+    result.files_frame().to_parquet(stage / "_files.parquet", index=False)
+
+
+def read_stage(stage: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """The accepted rows per source, the quarantine and the file list that write_stage kept."""
+    accepted = {p.stem: pd.read_parquet(p) for p in stage.glob("[!_]*.parquet")}
+    return (
+        accepted,
+        pd.read_parquet(stage / "_quarantine.parquet"),
+        pd.read_parquet(stage / "_files.parquet"),
+    )
+
+
 def validate_step(manifest: dict[str, Any], cfg: Settings | None = None) -> dict[str, Any]:
     """Validate and stage; raise SourceRejected (after logging the run) on a rejected source."""
     cfg = cfg or settings()
@@ -132,26 +153,7 @@ def validate_step(manifest: dict[str, Any], cfg: Settings | None = None) -> dict
     finally:
         engine.dispose()
     stage = staging_dir(cfg, scheme.id, month, run_id)
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
-    for source, frame in result.accepted.items():
-        frame.to_parquet(stage / f"{source}.parquet", index=False)
-    result.quarantine.to_parquet(stage / "_quarantine.parquet", index=False)
-    files = pd.DataFrame(
-        [
-            {
-                "source": s,
-                "name": f["name"],
-                "sha256": f["sha256"],
-                "rows_in": f["rows"],
-                "rows_quarantined": f["quarantined"],
-            }
-            for s, r in result.reports.items()
-            for f in r.files
-        ]
-    )
-    files.to_parquet(stage / "_files.parquet", index=False)
+    write_stage(result, stage)
     return {
         "month": month,
         "run_id": run_id,
@@ -166,9 +168,7 @@ def validate_step(manifest: dict[str, Any], cfg: Settings | None = None) -> dict
 def load_step(validation: dict[str, Any], cfg: Settings | None = None) -> dict[str, Any]:
     cfg = cfg or settings()
     stage = Path(validation["staging"])
-    accepted = {p.stem: pd.read_parquet(p) for p in stage.glob("[!_]*.parquet")}
-    quarantine = pd.read_parquet(stage / "_quarantine.parquet")
-    files = pd.read_parquet(stage / "_files.parquet")
+    accepted, quarantine, files = read_stage(stage)
     engine = engine_for(cfg.warehouse_url)
     try:
         counts = load_month(

@@ -123,16 +123,6 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     ),
 }
 
-ENUM_CODES: dict[str, dict[str, tuple[str, ...]]] = {
-    "attendance": {"status": tuple(dict.fromkeys(STATUS.values()))},
-    "cases": {
-        "procedure": tuple(PROCEDURE.values()),
-        "outcome": tuple(OUTCOME.values()),
-        "appeal_outcome": tuple(APPEAL.values()),
-    },
-    "surveys": {"relation": tuple(dict.fromkeys(RELATION.values()))},
-}
-
 
 def column_names(source: str) -> list[str]:
     return [c.name for c in COLUMNS[source]]

@@ -183,6 +183,16 @@ class MonthValidation:
     def summary(self) -> dict[str, Any]:
         return {s: asdict(r) for s, r in self.reports.items()}
 
+    def files_frame(self) -> pd.DataFrame:
+        """The month's files with their counts, as `loaded_file` records them."""
+        cols = ["source", "name", "sha256", "rows_in", "rows_quarantined"]
+        rows = [
+            (s, f["name"], f["sha256"], f["rows"], f["quarantined"])
+            for s, r in self.reports.items()
+            for f in r.files
+        ]
+        return pd.DataFrame(rows, columns=cols)
+
 
 def validate_month(
     files: list[dict[str, Any]],
@@ -329,24 +339,18 @@ def run_data_docs(
         },
     )
     ds = ctx.data_sources.add_or_update_pandas("kaohe")
-    defs = []
-    frames = {}
-    for source, frame in typed.items():
+    for source, frame in typed.items():  # the site is built once, after every source
         batch = ds.add_dataframe_asset(source).add_batch_definition_whole_dataframe("month")
         suite = ctx.suites.add_or_update(ExpectationSuite(**load_suite(source)))
-        defs.append(
-            ctx.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=source, data=batch, suite=suite)
-            )
+        vd = ctx.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=source, data=batch, suite=suite)
         )
-        frames[source] = frame.astype(object).where(frame.notna(), None)
-    for vd in defs:  # each source has its own dataframe; the site is built once at the end
         res = vd.run(
-            batch_parameters={"dataframe": frames[vd.name]},
+            batch_parameters={"dataframe": frame},
             expectation_parameters=params,
             result_format="SUMMARY",
         )
-        reports[vd.name].gx_success = bool(res.success)
+        reports[source].gx_success = bool(res.success)
     ctx.build_data_docs(site_names=["kaohe"])
     (docs_dir / "summary.json").write_text(
         json.dumps(

@@ -272,7 +272,3 @@ def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
     else:
         conn.execute(table.insert(), [dict(zip(cols, r)) for r in _rows(df)])
     return len(df)
-
-
-def read_frame(conn: Connection | Engine, query: Any) -> pd.DataFrame:
-    return pd.read_sql(query, conn)

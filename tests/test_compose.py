@@ -4,6 +4,7 @@ engine runs here, so the file is checked against the Compose Specification's JSO
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -37,4 +38,7 @@ def test_every_airflow_component_shares_secrets_and_executor():
         assert env["KAOHE_WAREHOUSE_URL"].startswith("postgresql://")
     assert services["worker"]["command"] == ["celery", "worker"]
     text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
-    assert "password" not in text.lower().replace("postgres_password", "")
+    credentials = re.findall(r"://[^:/@\s]+:([^@\s]+)@", text)
+    assert credentials, "the database URLs carry credentials"
+    assert all(c.startswith("${POSTGRES_PASSWORD") for c in credentials), credentials
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${")

@@ -4,6 +4,7 @@ a changed inbox."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,10 @@ def test_too_many_bad_rows_reject_the_month(kaohe):
 def test_a_few_bad_rows_are_quarantined_and_the_rest_loaded(kaohe):
     inbox = Path(kaohe.inbox)
     _small_month(inbox, extra_att="999,2026-03-04,正常,1\n001,2026-03-02,迟到,1\n")
-    run_month("2026-03", "run-1", "demo")
+    result = run_month("2026-03", "run-1", "demo")
+    verdicts = json.loads((Path(result["report"]).parent / "summary.json").read_text("utf-8"))
+    assert verdicts["attendance"]["gx_success"] is False  # GX's report agrees with the quarantine
+    assert verdicts["roster"]["gx_success"] is True
     q = table(kaohe.warehouse_url, "mart_quarantine").sort_values("line")
     assert q[["source", "file", "line"]].values.tolist() == [
         ["attendance", "attendance.csv", 62],

@@ -24,6 +24,12 @@ def _files(tmp: Path, **extracts: str) -> list[dict]:
     return out
 
 
+def _validate(tmp: Path, **extracts: str):
+    """Validate March with the 40-person roster and clean attendance unless a test gives its own."""
+    extracts = {"roster": ROSTER, "attendance": _attendance([]), **extracts}
+    return validate_month(_files(tmp, **extracts), "2026-03", load_scheme("demo"), b"k")
+
+
 def _attendance(rows: list[str]) -> str:
     good = [f"{i:04d},2026-03-0{d},present,1,1" for d in (2, 3) for i in range(1, 41)]
     return "person_id,date,status,duty_filed,duty_reviewed\n" + "\n".join(good + rows) + "\n"
@@ -34,12 +40,10 @@ def test_bad_rows_are_quarantined_with_line_and_reason(tmp_path):
         [
             "9999,2026-03-03,present,1,1",  # line 82: unknown person
             "0001,2026-03-04,sleeping,1,1",  # line 83: bad status
-            "0001,2026-03-02,late,1,1",
+            "0001,2026-03-02,late,1,1",  # line 84: duplicate of line 2
         ]
-    )  # line 84: duplicate of line 2
-    v = validate_month(
-        _files(tmp_path, roster=ROSTER, attendance=att), "2026-03", load_scheme("demo"), b"k"
     )
+    v = _validate(tmp_path, attendance=att)
     rep = v.reports["attendance"]
     assert (rep.status, rep.rows_in, rep.rows_quarantined) == ("quarantined", 83, 3)
     q = v.quarantine.set_index("line")["reason"].to_dict()
@@ -50,9 +54,7 @@ def test_bad_rows_are_quarantined_with_line_and_reason(tmp_path):
 
 def test_more_than_the_share_rejects_the_source_and_names_the_rule(tmp_path):
     att = _attendance([f"{i:04d},2026-04-01,present,1,1" for i in range(1, 6)])  # 5/85 > 5%
-    v = validate_month(
-        _files(tmp_path, roster=ROSTER, attendance=att), "2026-03", load_scheme("demo"), b"k"
-    )
+    v = _validate(tmp_path, attendance=att)
     rep = v.reports["attendance"]
     assert rep.status == "rejected"
     assert "attendance.csv (5): 5 of 85" in rep.problems[0]
@@ -64,17 +66,7 @@ def test_survey_score_out_of_range_and_rater_keys_never_leave(tmp_path):
     rows = [f"s1,2026-Q1,secret-rater-{i},peer,{i:04d},de,{80 + i % 10}" for i in range(1, 41)]
     rows.append("s1,2026-Q1,secret-rater-x,上级,0001,de,101")  # line 42: out of range
     rows.append("s1,2026-Q1,secret-rater-y,peer,0002,neng,称职")  # a level: 80 points
-    v = validate_month(
-        _files(
-            tmp_path,
-            roster=ROSTER,
-            attendance=_attendance([]),
-            surveys=head + "\n".join(rows) + "\n",
-        ),
-        "2026-03",
-        load_scheme("demo"),
-        b"k",
-    )
+    v = _validate(tmp_path, surveys=head + "\n".join(rows) + "\n")
     q = v.quarantine[v.quarantine.source == "surveys"]
     assert q["line"].tolist() == [42] and "score out of range" in q["reason"].iloc[0]
     assert "secret-rater" not in json.dumps(q["raw"].tolist())
@@ -96,12 +88,7 @@ def test_survey_score_out_of_range_and_rater_keys_never_leave(tmp_path):
 def test_adjustment_rows_must_fit_the_scheme(tmp_path, row, reason):
     ok = "".join(f"{i:04d},2026-03-05,praise_city,,1\n" for i in range(1, 41))
     adj = "person_id,date,rule,points,count\n" + ok + row + "\n"
-    v = validate_month(
-        _files(tmp_path, roster=ROSTER, attendance=_attendance([]), adjustments=adj),
-        "2026-03",
-        load_scheme("demo"),
-        b"k",
-    )
+    v = _validate(tmp_path, adjustments=adj)
     q = v.quarantine[v.quarantine.source == "adjustments"]
     assert q["line"].tolist() == [42] and reason in q["reason"].iloc[0]
 
@@ -118,16 +105,6 @@ def test_nomination_period_must_be_a_calendar_period(tmp_path):
     head = "person_id,period,reason,approved_by\n"
     rows = ["0001,2026-H1,理由,党组会", "0002,2026-Q5,理由,党组会", "0003,2026-06,理由,党组会"]
     rows += [f"{i:04d},2026,理由,党组会" for i in range(4, 41)]
-    v = validate_month(
-        _files(
-            tmp_path,
-            roster=ROSTER,
-            attendance=_attendance([]),
-            nominations=head + "\n".join(rows) + "\n",
-        ),
-        "2026-03",
-        load_scheme("demo"),
-        b"k",
-    )
+    v = _validate(tmp_path, nominations=head + "\n".join(rows) + "\n")
     q = v.quarantine[v.quarantine.source == "nominations"]
     assert q["line"].tolist() == [3] and "bad period" in q["reason"].iloc[0]
