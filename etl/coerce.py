@@ -24,8 +24,29 @@ EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 
 
 def _note(errors: pd.Series, bad: pd.Series, col: str, raw: pd.Series, what: str) -> pd.Series:
-    msg = col + ": '" + raw.str.slice(0, 40) + "' " + what
-    return errors.where(~bad, errors.where(errors.eq(""), errors + "; ") + msg)
+    """Add a reason quoting the cell to the rows in `bad`; texts are built for those rows only."""
+    if not bad.any():
+        return errors
+    had = errors[bad]
+    errors = errors.copy()
+    errors[bad] = had.where(had.eq(""), had + "; ") + (
+        col + ": '" + raw[bad].astype(str).str.slice(0, 40) + "' " + what
+    )
+    return errors
+
+
+def _distinct(raw: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Codes and distinct texts: a column repeats a few values many times, so each type
+    conversion runs once per distinct text and is spread back by code."""
+    codes, uniq = pd.factorize(raw)
+    return codes, pd.Series(uniq, dtype=object)
+
+
+def _spread(
+    values: pd.Series, codes: np.ndarray, index: pd.Index, dtype: str | None = None
+) -> pd.Series:
+    taken = values.to_numpy()[codes] if len(values) else np.array([], dtype=object)
+    return pd.Series(taken, index=index, dtype=dtype)
 
 
 def parse_dates(raw: pd.Series) -> pd.Series:
@@ -58,36 +79,33 @@ def coerce(
     out = frame.copy()
     errors = pd.Series("", index=frame.index, dtype=object)
     for col in COLUMNS[source]:
-        raw = frame[col.name].astype(str)
-        blank = raw.eq("")
+        raw = frame[col.name]
+        codes, u = _distinct(raw)
+        blank = u.eq("")
+        what = None
         if col.kind in ("number", "integer"):
-            val = pd.to_numeric(raw.where(~blank), errors="coerce")
+            val = pd.to_numeric(u.where(~blank), errors="coerce").astype(float)
             bad = ~blank & val.isna()
             if col.kind == "integer":
                 bad |= val.notna() & (val % 1 != 0)
-            errors = _note(
-                errors,
-                bad,
-                col.name,
-                raw,
-                "is not a number" if col.kind == "number" else "is not a whole number",
-            )
-            out[col.name] = val.where(~bad)
+            what = "is not a number" if col.kind == "number" else "is not a whole number"
+            val, dtype = val.where(~bad), "float64"
         elif col.kind == "date":
-            val = parse_dates(raw)
-            errors = _note(errors, ~blank & val.isna(), col.name, raw, "is not a date")
-            out[col.name] = val
+            val, dtype = parse_dates(u), object
+            bad, what = ~blank & val.isna(), "is not a date"
         elif col.kind == "flag":
-            val = raw.str.lower().map(_FLAGS)
-            errors = _note(errors, ~blank & val.isna(), col.name, raw, "is not 0 or 1")
-            out[col.name] = val.astype("Int64")
+            val, dtype = u.str.lower().map(_FLAGS).astype(float), "Int64"
+            bad, what = ~blank & val.isna(), "is not 0 or 1"
         elif col.kind == "enum":
-            out[col.name] = raw.map(col.labels).fillna(raw).where(~blank, None)
+            val, dtype = u.map(col.labels).fillna(u).where(~blank, None), object
         else:
-            out[col.name] = raw.where(~blank, None)
+            val, dtype = u.where(~blank, None), object
+        out[col.name] = _spread(val, codes, frame.index, dtype)
+        if what is not None:
+            errors = _note(errors, _spread(bad, codes, frame.index, bool), col.name, raw, what)
     if source == "surveys":
         out, errors = _survey_scores(out, frame, errors, levels or {})
-        keys = frame["rater_key"].astype(str)
+        keys = frame["rater_key"]
         codes, uniq = pd.factorize(keys)
         hashed = np.array([_rater_hash(k, secret or b"") for k in uniq], dtype=object)
         out["rater_hash"] = pd.Series(hashed[codes] if len(uniq) else [], index=frame.index)
@@ -106,13 +124,14 @@ def coerce(
 def _survey_scores(
     out: pd.DataFrame, frame: pd.DataFrame, errors: pd.Series, levels: dict[str, float]
 ) -> tuple[pd.DataFrame, pd.Series]:
-    raw = frame["score"].astype(str)
-    num = pd.to_numeric(raw.where(raw.ne("")), errors="coerce")
-    lvl = raw.map(levels)
-    bad = raw.ne("") & num.isna() & lvl.isna()
+    raw = frame["score"]
+    codes, u = _distinct(raw)
+    num = pd.to_numeric(u.where(u.ne("")), errors="coerce").astype(float)
+    lvl = u.map(levels).astype(float)
+    bad = _spread(u.ne("") & num.isna() & lvl.isna(), codes, frame.index, bool)
     errors = _note(errors, bad, "score", raw, "is neither a number nor a level of the scheme")
-    out["score"] = num.fillna(lvl)
-    out["level"] = raw.where(lvl.notna(), None)
+    out["score"] = _spread(num.fillna(lvl), codes, frame.index, "float64")
+    out["level"] = _spread(u.where(lvl.notna(), None), codes, frame.index, object)
     return out, errors
 
 

@@ -7,7 +7,6 @@ month leaves them byte-for-byte as they were; only `landing_log` and `mart_run` 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -232,19 +231,19 @@ def create_schema(engine: Engine) -> None:
     md.create_all(engine)
 
 
-def _cell(v: Any) -> Any:
-    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
-        return None
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, ensure_ascii=False, sort_keys=True)
-    if hasattr(v, "item"):  # numpy scalars
-        return v.item()
-    return v
+def _column(values: pd.Series, kind: sa.types.TypeEngine) -> list[Any]:
+    """One column as plain Python values, None for blanks, converted column-wise (never per cell
+    in Python, but for JSON documents, which only the quarantine carries)."""
+    if isinstance(kind, sa.JSON):
+        return [
+            v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+            for v in values
+        ]
+    return values.astype(object).where(values.notna(), None).tolist()
 
 
-def _rows(df: pd.DataFrame) -> Iterable[tuple]:
-    obj = df.astype(object)
-    return ([_cell(v) for v in row] for row in obj.itertuples(index=False, name=None))
+def _rows(df: pd.DataFrame, table: sa.Table) -> Iterable[tuple]:
+    return zip(*(_column(df[c], table.c[c].type) for c in df.columns), strict=True)
 
 
 def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
@@ -261,14 +260,14 @@ def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
     if conn.dialect.name == "postgresql":
         collist = ", ".join(f'"{c}"' for c in cols)
         with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({collist}) FROM STDIN') as cp:
-            for row in _rows(df):
+            for row in _rows(df, table):
                 cp.write_row(row)
     elif conn.dialect.name == "sqlite":
         marks = ", ".join("?" for _ in cols)
         collist = ", ".join(f'"{c}"' for c in cols)
         raw.cursor().executemany(
-            f'INSERT INTO "{table.name}" ({collist}) VALUES ({marks})', _rows(df)
+            f'INSERT INTO "{table.name}" ({collist}) VALUES ({marks})', _rows(df, table)
         )
     else:
-        conn.execute(table.insert(), [dict(zip(cols, r)) for r in _rows(df)])
+        conn.execute(table.insert(), [dict(zip(cols, r, strict=True)) for r in _rows(df, table)])
     return len(df)

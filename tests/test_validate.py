@@ -108,3 +108,18 @@ def test_nomination_period_must_be_a_calendar_period(tmp_path):
     v = _validate(tmp_path, nominations=head + "\n".join(rows) + "\n")
     q = v.quarantine[v.quarantine.source == "nominations"]
     assert q["line"].tolist() == [3] and "bad period" in q["reason"].iloc[0]
+
+
+def test_case_rules_across_columns_quarantine_the_right_lines(tmp_path):
+    head = "case_id,dept_id,judge_id,panel_ids,filed_on,closed_on,procedure,outcome\n"
+    ok = [f"c{i},d1,0001,0001;0002;0003,2026-01-05,,ordinary," for i in range(1, 40)]
+    bad = [
+        "x1,d1,0001,0001;0002;9999,2026-01-05,,ordinary,",  # line 41: unknown panel member
+        "x2,d1,0001,0001;0002;0003,2026-03-05,2026-03-01,ordinary,judgment",  # closed < filed
+        "x3,d1,0001,,2026-01-05,2026-03-01,summary,",  # line 43: closed without an outcome
+    ]
+    v = _validate(tmp_path, cases=head + "\n".join(ok + bad) + "\n")
+    q = v.quarantine[v.quarantine.source == "cases"].set_index("line")["reason"]
+    assert q.index.tolist() == [41, 42, 43]
+    assert "unknown panel member" in q[41] and "unknown panel member" not in q[42]
+    assert len(v.accepted["cases"]) == 39
