@@ -1,7 +1,9 @@
 """kaohe_monthly: on the 5th of each month (Asia/Shanghai), take in the previous month's extracts.
 
-land -> validate -> load. Each task calls one function of `etl.pipeline`; nothing else lives here.
-Heavy imports stay inside the tasks because the DAG processor parses this file often.
+land -> validate -> load -> score -> periods_due -> announce. Each task calls one function of
+`etl.pipeline`; nothing else lives here. When a scored month ends a quarter, half or year (or a
+rerun touches a closed period), `announce` updates the PERIODS_DUE asset, which starts
+`kaohe_period_close`. Heavy imports stay inside the tasks: the DAG processor parses this file often.
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import (
+    CronDataIntervalTimetable,
+    Metadata,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException
 
+from etl.dag_support import PERIODS_DUE, mark_failed
+
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
-
-
-def _mark_failed(context: Any) -> None:
-    from etl.pipeline import fail_run
-
-    fail_run(context["run_id"], f"{context['ti'].task_id}: {context.get('exception')}")
 
 
 @dag(
@@ -50,7 +55,7 @@ def _mark_failed(context: Any) -> None:
     default_args={
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
-        "on_failure_callback": _mark_failed,
+        "on_failure_callback": mark_failed,
     },
     doc_md=__doc__,
 )
@@ -81,7 +86,23 @@ def kaohe_monthly() -> None:
 
         return load_step(validation)
 
-    load(validate(land()))
+    @task
+    def score(loaded: dict[str, Any]) -> dict[str, Any]:
+        from etl.pipeline import score_step
+
+        return score_step(loaded)
+
+    @task.short_circuit
+    def periods_due(scored: dict[str, Any]) -> bool:
+        return bool(scored["periods"])
+
+    @task(outlets=[PERIODS_DUE])
+    def announce(scored: dict[str, Any]):  # noqa: ANN201 - a generator of asset metadata
+        extra = {"scheme": scored["scheme_ref"], "periods": scored["periods"]}
+        yield Metadata(PERIODS_DUE, extra)
+
+    scored = score(load(validate(land())))
+    periods_due(scored) >> announce(scored)
 
 
 kaohe_monthly()

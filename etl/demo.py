@@ -1,6 +1,6 @@
 """`make demo`: generate a sample organisation, run the real `kaohe_monthly` DAG for three
-months with the embedded defaults, and print what was loaded, what was set aside and where the
-reports are.
+months and `kaohe_period_close` for the quarter they end, with the embedded defaults, and print
+what was loaded, what was set aside, where the reports are, and the top of each category.
 
 The DAG runs through `airflow dags test`, the same code path an operator uses to try a run.
 """
@@ -19,8 +19,9 @@ import sqlalchemy as sa
 
 from etl.config import settings
 from etl.generate import generate
-from etl.warehouse import engine_for, loaded_file, mart_run
-from scoring.scheme import load_scheme
+from etl.warehouse import engine_for, loaded_file, mart_period_score, mart_run
+from scoring.scheme import Scheme, load_scheme
+from scoring.timeline import periods_ending
 
 
 def _airflow(args: list[str], log: Path) -> int:
@@ -61,8 +62,41 @@ def main(argv: list[str] | None = None) -> int:
         if rc:
             failed.append(m)
         print(f"  kaohe_monthly {m}: {'failed, see ' + str(log) if rc else 'done'}")
+    for period in periods_ending(months):
+        log = logs / f"kaohe_period_close-{period}.log"
+        log.unlink(missing_ok=True)
+        conf = json.dumps({"period": period, "scheme": args.scheme})
+        day = f"{_next_month(months[-1])}-05"
+        rc = _airflow(["dags", "test", "kaohe_period_close", day, "-c", conf], log)
+        if rc:
+            failed.append(period)
+        print(f"  kaohe_period_close {period}: {'failed, see ' + str(log) if rc else 'done'}")
     _summary(cfg.warehouse_url, scheme.id, months, cfg.output)
+    for period in periods_ending(months):
+        _top(cfg.warehouse_url, scheme, period)
     return 1 if failed else 0
+
+
+def _top(url: str, scheme: Scheme, period: str, n: int = 3) -> None:
+    """The best of each category in the period, as the bulletin will rank them."""
+    eng = engine_for(url)
+    with eng.connect() as conn:
+        scores = pd.read_sql(
+            sa.select(mart_period_score).where(
+                mart_period_score.c.scheme_id == scheme.id, mart_period_score.c.period == period
+            ),
+            conn,
+        )
+    eng.dispose()
+    grades = {g.grade: g.name or g.grade for g in scheme.grading.grades} if scheme.grading else {}
+    print(f"\n{period}: top {n} of each category (period score, grade)")
+    for cat, g in scores[scores.graded].groupby("category"):
+        top = g.sort_values(["rank_in_scope", "person_id"]).head(n)
+        line = "  ".join(
+            f"{r.rank_in_scope}. {r.name} {r.period_score:.2f} {grades.get(r.grade, r.grade)}"
+            for r in top.itertuples()
+        )
+        print(f"  {scheme.categories.get(cat, cat)} ({len(g)}): {line}")
 
 
 def _summary(url: str, scheme_id: str, months: list[str], output: Path) -> None:

@@ -20,9 +20,11 @@ from etl.config import Settings, rater_secret, settings
 from etl.connectors import connector_from_config
 from etl.landing import land
 from etl.load import load_month
+from etl.score import close_period_in_warehouse, score_months
 from etl.validate import MonthValidation, slug, validate_month
 from etl.warehouse import create_schema, engine_for, mart_run
 from scoring.scheme import load_scheme
+from scoring.timeline import parse_period, periods_ending
 
 
 class SourceRejected(Exception):
@@ -57,6 +59,21 @@ def record_run(engine: sa.Engine, run_id: str, **values: Any) -> None:
             conn.execute(mart_run.insert().values(run_id=run_id, started_at=_now(), **values))
 
 
+def start_run(engine: sa.Engine, run_id: str, dag_id: str, scheme_id: str, what: str) -> None:
+    """The run's row in mart_run, marked running (a retry resets it)."""
+    create_schema(engine)
+    record_run(
+        engine,
+        run_id,
+        dag_id=dag_id,
+        scheme_id=scheme_id,
+        month_or_period=what,
+        status="running",
+        finished_at=None,
+        message=None,
+    )
+
+
 def land_step(
     month: str,
     run_id: str,
@@ -69,17 +86,7 @@ def land_step(
     scheme = load_scheme(scheme_ref or cfg.scheme)
     engine = engine_for(cfg.warehouse_url)
     try:
-        create_schema(engine)
-        record_run(
-            engine,
-            run_id,
-            dag_id=dag_id,
-            scheme_id=scheme.id,
-            month_or_period=month,
-            status="running",
-            finished_at=None,
-            message=None,
-        )
+        start_run(engine, run_id, dag_id, scheme.id, month)
         extracts, skipped = connector_from_config(cfg.connector, cfg.inbox).fetch(month)
         used, notes = land(extracts, month, scheme.id, run_id, cfg.archive, engine, reland)
         record_run(engine, run_id, source_checksums={u.name: u.sha256 for u in used})
@@ -158,6 +165,7 @@ def validate_step(manifest: dict[str, Any], cfg: Settings | None = None) -> dict
         "month": month,
         "run_id": run_id,
         "scheme_id": scheme.id,
+        "scheme_ref": manifest["scheme_ref"],
         "staging": str(stage),
         "report": str(docs / "index.html"),
         "sources": summary,
@@ -180,6 +188,7 @@ def load_step(validation: dict[str, Any], cfg: Settings | None = None) -> dict[s
     shutil.rmtree(stage, ignore_errors=True)
     return {
         "month": validation["month"],
+        "scheme_ref": validation["scheme_ref"],
         "loaded": counts,
         "report": validation["report"],
         "sources": {
@@ -188,6 +197,48 @@ def load_step(validation: dict[str, Any], cfg: Settings | None = None) -> dict[s
         },
         "notes": validation["notes"],
     }
+
+
+def score_step(loaded: dict[str, Any], cfg: Settings | None = None) -> dict[str, Any]:
+    """Score the loaded month (and the later months of its year already scored); name the periods
+    to close: those that end with a scored month and closed ones that contain a rescored month."""
+    cfg = cfg or settings()
+    scheme = load_scheme(loaded["scheme_ref"])
+    engine = engine_for(cfg.warehouse_url)
+    try:
+        summary = score_months(engine, scheme, loaded["month"])
+    finally:
+        engine.dispose()
+    due = sorted(set(periods_ending(summary["months"])) | set(summary["periods_to_redo"]))
+    return {**summary, "scheme_ref": loaded["scheme_ref"], "scheme_id": scheme.id, "periods": due}
+
+
+def close_step(
+    period: str, run_id: str, scheme_ref: str | None = None, cfg: Settings | None = None
+) -> dict[str, Any]:
+    """Close one period: period scores, grades, pacesetters, bonus; logged in mart_run."""
+    cfg = cfg or settings()
+    scheme = load_scheme(scheme_ref or cfg.scheme)
+    engine = engine_for(cfg.warehouse_url)
+    try:
+        start_run(engine, run_id, "kaohe_period_close", scheme.id, period)
+        summary = close_period_in_warehouse(engine, scheme, period)
+        note = "; ".join(summary["messages"]) or None
+        if summary["months_missing"]:
+            note = f"months not scored: {', '.join(summary['months_missing'])}" + (
+                f"; {note}" if note else ""
+            )
+        record_run(
+            engine,
+            run_id,
+            status="success",
+            finished_at=_now(),
+            rows_in=summary["people"],
+            message=note,
+        )
+    finally:
+        engine.dispose()
+    return summary
 
 
 def fail_run(run_id: str, message: str, cfg: Settings | None = None) -> None:
@@ -216,3 +267,19 @@ def run_month(
     """The whole intake in one process (tests, benchmarks): what the DAG's three tasks do."""
     manifest = land_step(month, run_id, scheme_ref=scheme_ref, reland=reland, cfg=cfg)
     return load_step(validate_step(json.loads(json.dumps(manifest)), cfg), cfg)
+
+
+def due_periods(
+    period: str | None, scheme: str | None, events: list[dict[str, Any]]
+) -> list[tuple[str | None, str]]:
+    """(scheme, period) pairs to close: the `period` param, else what the asset events announced,
+    each once, shorter periods first (a quarter before the half and year that contain it)."""
+    if period:
+        return [(scheme, period)]
+    pairs = {(e.get("scheme"), p) for e in events for p in e.get("periods", [])}
+    if not pairs:
+        raise ValueError("no period: pass the `period` param (YYYY-Qn, YYYY-H1/H2 or YYYY)")
+    order = {"month": 0, "quarter": 1, "half": 2, "year": 3}
+    return sorted(
+        pairs, key=lambda sp: (str(sp[0]), sp[1][:4], order[parse_period(sp[1])[0]], sp[1])
+    )

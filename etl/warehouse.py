@@ -200,6 +200,133 @@ sa.Index(
 )
 sa.Index("ix_cases_judge", cases.c.scheme_id, cases.c.judge_id)
 
+
+# --- marts: scores, stable names for reporting tools and finance (interfaces.md) -------------
+def _month_key(*names: str) -> list[sa.Column]:
+    return [_key("scheme_id"), _key("month"), *[_key(n) for n in names]]
+
+
+def _period_key(*names: str) -> list[sa.Column]:
+    return [_key("scheme_id"), _key("period"), *[_key(n) for n in names]]
+
+
+REVISION = sa.Column("revision", INT, nullable=False, server_default="1")
+mart_monthly_score = sa.Table(
+    "mart_monthly_score",
+    md,
+    *_month_key("person_id"),
+    sa.Column("name", T, nullable=False),
+    sa.Column("unit_id", T, nullable=False),
+    sa.Column("unit_name", T),
+    sa.Column("dept_id", T, nullable=False),
+    sa.Column("dept_name", T),
+    sa.Column("category", T, nullable=False),
+    sa.Column("post_coefficient", N, nullable=False),
+    sa.Column("total_score", N, nullable=False),
+    sa.Column("adjustment_total", N, nullable=False),
+    sa.Column("rank_in_scope", INT),
+    sa.Column("red_flag", B, nullable=False),
+    sa.Column("veto", B, nullable=False),
+    REVISION.copy(),
+)
+mart_indicator_score = sa.Table(
+    "mart_indicator_score",
+    md,
+    *_month_key("person_id", "component_id", "indicator_id"),
+    sa.Column("actual", N),
+    sa.Column("target", N),
+    sa.Column("points", N),
+    sa.Column("score", N, nullable=False),
+    sa.Column("no_basis", B, nullable=False),
+)
+mart_component_score = sa.Table(
+    "mart_component_score",
+    md,
+    *_month_key("person_id", "component_id"),
+    sa.Column("weight", N, nullable=False),
+    sa.Column("score", N, nullable=False),
+    sa.Column("no_basis", B, nullable=False),
+)
+mart_adjustment = sa.Table(
+    "mart_adjustment",
+    md,
+    *_month_key("source_file"),
+    _key("source_line", INT),
+    sa.Column("person_id", T, nullable=False),
+    sa.Column("date", D),
+    sa.Column("rule", T, nullable=False),
+    sa.Column("points", N),
+    sa.Column("count", N, nullable=False),
+    sa.Column("total", N, nullable=False),
+    sa.Column("veto", B, nullable=False),
+    sa.Column("note", T),
+    sa.Column("evidence", T),
+)
+mart_department_score = sa.Table(
+    "mart_department_score",
+    md,
+    *_month_key("dept_id"),
+    sa.Column("people", INT, nullable=False),
+    sa.Column("mean_total", N, nullable=False),
+    sa.Column("red_flag", B, nullable=False),
+)
+mart_survey_result = sa.Table(  # relation results only: no rater-level row ever reaches a mart
+    "mart_survey_result",
+    md,
+    _key("scheme_id"),
+    _key("survey_id"),
+    _key("survey_period"),
+    _key("person_id"),
+    _key("component_id"),
+    _key("relation"),
+    sa.Column("month", T, nullable=False),  # the month whose extract delivered the round
+    sa.Column("raters", INT, nullable=False),
+    sa.Column("score", N),
+    sa.Column("score_raw", N),
+    sa.Column("suppressed", B, nullable=False),
+)
+mart_period_score = sa.Table(
+    "mart_period_score",
+    md,
+    *_period_key("person_id"),
+    sa.Column("name", T, nullable=False),
+    sa.Column("unit_id", T, nullable=False),
+    sa.Column("dept_id", T, nullable=False),
+    sa.Column("category", T, nullable=False),
+    sa.Column("post_coefficient", N, nullable=False),
+    sa.Column("months", INT, nullable=False),
+    sa.Column("mean_monthly", N, nullable=False),
+    sa.Column("period_score", N, nullable=False),
+    sa.Column("rank_in_scope", INT),
+    sa.Column("grade", T),
+    sa.Column("graded", B, nullable=False),
+    sa.Column("veto", B, nullable=False),
+    sa.Column("pacesetter", B, nullable=False),
+    sa.Column("pacesetter_route", T),
+    sa.Column("placed_by_tiebreak", B, nullable=False),
+    REVISION.copy(),
+)
+mart_bonus_allocation = sa.Table(
+    "mart_bonus_allocation",
+    md,
+    *_period_key("unit_id", "person_id"),
+    sa.Column("grade", T),
+    sa.Column("weight", N, nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    REVISION.copy(),
+)
+mart_nomination_refused = sa.Table(  # nominations not taken, never silently dropped
+    "mart_nomination_refused",
+    md,
+    *_period_key("source_file"),
+    _key("source_line", INT),
+    sa.Column("person_id", T, nullable=False),
+    sa.Column("unit_id", T),
+    sa.Column("month", T),
+    sa.Column("reason_refused", T, nullable=False),
+)
+
+
 # what each source's staged table is written to; cases also refresh `cases`
 SOURCE_TABLE = {
     "roster": roster,

@@ -8,6 +8,8 @@ execute anything.
 from __future__ import annotations
 
 import os
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +47,38 @@ class Indicator(_Strict):
     veto_points: Number | None = None
     neutral_points: Number | None = None
 
+    @model_validator(mode="after")
+    def _one_form(self) -> Indicator:
+        target_form = [k for k in ("target", "points", "coefficient") if getattr(self, k) is None]
+        if self.per_unit is None and target_form:
+            raise ValueError(
+                "an indicator is either the target form (target, points, coefficient) or the count "
+                f"form (per_unit); missing: {', '.join(target_form)}"
+            )
+        if self.per_unit is not None and (self.target is not None or self.coefficient is not None):
+            raise ValueError("per_unit (count form) cannot be combined with target or coefficient")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is above max")
+        if (
+            self.veto_below is not None
+            and self.veto_above is not None
+            and self.veto_below >= self.veto_above
+        ):
+            raise ValueError("veto bounds overlap: veto_below must lie below veto_above")
+        return self
+
+    def target_for(self, category: str) -> float | None:
+        if isinstance(self.target, dict):
+            return self.target.get(category)
+        return self.target
+
+    @property
+    def neutral(self) -> float:
+        """The score of "no basis": on target unless the scheme says otherwise."""
+        if self.neutral_points is not None:
+            return self.neutral_points
+        return self.points if self.points is not None else 0.0
+
 
 class Survey(_Strict):
     items: dict[str, Number]
@@ -78,6 +112,26 @@ class Component(_Strict):
     indicators: list[Indicator] = Field(default_factory=list)
     survey: Survey | None = None
 
+    @field_validator("weight")
+    @classmethod
+    def _weight_non_negative(cls, v: PerCategory | None) -> PerCategory | None:
+        values = v.values() if isinstance(v, dict) else [v] if v is not None else []
+        if any(w < 0 for w in values):
+            raise ValueError("negative weight")
+        return v
+
+    @model_validator(mode="after")
+    def _indicators_or_survey(self) -> Component:
+        if bool(self.indicators) == (self.survey is not None):
+            raise ValueError("a component has either indicators or a survey")
+        return self
+
+    def weight_for(self, category: str) -> float:
+        """The monthly weight for a category; 0 (or left out) means not assessed on it."""
+        if isinstance(self.weight, dict):
+            return float(self.weight.get(category, 0.0))
+        return float(self.weight or 0.0)
+
 
 class AdjustmentRule(_Strict):
     rule: str
@@ -106,8 +160,17 @@ class AdjustmentCaps(_Strict):
 
 
 class Period(_Strict):
-    min_months: int = 1
+    min_months: int = Field(default=1, ge=1)
     components: dict[str, Number] = Field(default_factory=dict)
+
+    @field_validator("components")
+    @classmethod
+    def _shares(cls, v: dict[str, Number]) -> dict[str, Number]:
+        if any(w < 0 for w in v.values()):
+            raise ValueError("negative weight")
+        if sum(v.values()) > 1 + 1e-9:
+            raise ValueError("period component weights add up to more than 1")
+        return v
 
 
 class Grade(_Strict):
@@ -122,15 +185,39 @@ class Grading(_Strict):
     method: Literal["relative", "absolute"] = "relative"
     ties: Literal["strict", "generous"] = "strict"
     tiebreak: list[str] = Field(default_factory=list)
-    grades: list[Grade]
+    grades: list[Grade] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _grades_fit_method(self) -> Grading:
+        ids = [g.grade for g in self.grades]
+        if len(ids) != len(set(ids)):
+            raise ValueError("grade given twice")
+        if self.method == "relative":
+            rest = [g.grade for g in self.grades if g.share is None]
+            if len(rest) != 1:
+                raise ValueError(
+                    "relative grading: exactly one grade has no share (it takes the rest)"
+                )
+            shares = [g.share for g in self.grades if g.share is not None]
+            if any(x < 0 for x in shares):
+                raise ValueError("negative share")
+            if sum(shares) > 1 + 1e-9:
+                raise ValueError("grade shares add up to more than 1")
+        else:
+            mins = [g.min for g in self.grades[:-1]]
+            if any(m is None for m in mins):
+                raise ValueError("absolute grading: every grade but the last needs min")
+            if mins != sorted(mins, reverse=True):
+                raise ValueError("absolute grading: grades go best first, min descending")
+        return self
 
 
 class Pacesetters(_Strict):
     period: Literal["month", "quarter", "half", "year"] = "half"
-    share: Number = 0.10
+    share: Number = Field(default=0.10, ge=0, le=1)
     rounding: Literal["floor", "half_up"] = "floor"
     at_least_one: bool = False
-    nomination_cap: Number = 0.0
+    nomination_cap: Number = Field(default=0.0, ge=0, le=1)
 
 
 class Pool(_Strict):
@@ -144,8 +231,24 @@ class Bonus(_Strict):
     method: Literal["grade_coefficient", "score_share"] = "grade_coefficient"
     coefficients: dict[str, Number] = Field(default_factory=dict)
     post_coefficient: bool = False
-    veto_gets: Number = 0
+    veto_gets: Number = Field(default=0, ge=0)
     rounding: Literal["cent", "yuan"] = "cent"
+
+    @model_validator(mode="after")
+    def _pool(self) -> Bonus:
+        if (self.pool.per_capita is None) == (self.pool.per_unit is None):
+            raise ValueError("pool: give per_capita or per_unit, not both")
+        amounts = [self.pool.per_capita] if self.pool.per_capita is not None else []
+        amounts += list((self.pool.per_unit or {}).values())
+        places = 0 if self.rounding == "yuan" else 2
+        for a in amounts:
+            if a < 0 or Decimal(str(a)) != Decimal(str(a)).quantize(Decimal(1).scaleb(-places)):
+                raise ValueError(
+                    f"pool amount {a}: yuan, not negative, with at most {places} decimals"
+                )
+        if any(c < 0 for c in self.coefficients.values()):
+            raise ValueError("negative coefficient")
+        return self
 
 
 class Publication(_Strict):
@@ -214,13 +317,82 @@ class Scheme(_Strict):
                     raise ValueError(
                         f"components.{c.id}.weight: unknown category {sorted(unknown)}"
                     )
+        self._check_components()
+        self._check_references()
         return self
+
+    def _check_components(self) -> None:
+        from scoring.measures import MEASURES
+
+        in_periods = {c for p in self.periods.values() for c in p.components}
+        for c in self.components:
+            assessed = [k for k in self.categories if c.weight_for(k) > 0]
+            if c.indicators and not assessed:
+                raise ValueError(f"components.{c.id}: a monthly component without a weight")
+            if c.survey and not assessed and c.id not in in_periods:
+                raise ValueError(
+                    f"components.{c.id}: a survey component needs a monthly weight or a place in "
+                    "periods.<period>.components"
+                )
+            if c.survey and assessed and c.id in in_periods:
+                raise ValueError(
+                    f"components.{c.id}: a period component has no monthly weight (its rounds "
+                    "feed periods, not months)"
+                )
+            for ind in c.indicators:
+                where = f"components.{c.id}.indicators.{ind.id}"
+                if ind.measure not in MEASURES:
+                    raise ValueError(
+                        f"{where}.measure: unknown measure {ind.measure!r}; known: "
+                        + ", ".join(sorted(MEASURES))
+                    )
+                if isinstance(ind.target, dict):
+                    unknown = set(ind.target) - set(self.categories)
+                    if unknown:
+                        raise ValueError(f"{where}.target: unknown category {sorted(unknown)}")
+                    lacking = [k for k in assessed if k not in ind.target]
+                    if lacking and ind.per_unit is None:
+                        raise ValueError(f"{where}.target: no target for category {lacking}")
+
+    def _check_references(self) -> None:
+        ids = {c.id: c for c in self.components}
+        for kind, p in self.periods.items():
+            for cid in p.components:
+                if cid not in ids or ids[cid].survey is None:
+                    raise ValueError(
+                        f"periods.{kind}.components: {cid!r} is not a survey component"
+                    )
+        if self.score_range and self.score_range[0] > self.score_range[1]:
+            raise ValueError("score_range is written [low, high]")
+        if (self.pacesetters or self.bonus) and not self.grading:
+            raise ValueError("pacesetters and bonus need a grading section")
+        if self.grading:
+            unknown = [t for t in self.grading.tiebreak if t not in ids]
+            if unknown:
+                raise ValueError(f"grading.tiebreak: unknown component {unknown}")
+        if self.bonus and self.grading and self.bonus.method == "grade_coefficient":
+            grades = [g.grade for g in self.grading.grades]
+            unknown = set(self.bonus.coefficients) - set(grades)
+            lacking = [g for g in grades if g not in self.bonus.coefficients]
+            if unknown or lacking:
+                raise ValueError(
+                    "bonus.coefficients: one coefficient per grade of grading.grades "
+                    f"(unknown: {sorted(unknown)}, missing: {lacking})"
+                )
+
+    # --- what scoring needs ------------------------------------------------------------------
+    def component(self, cid: str) -> Component:
+        return next(c for c in self.components if c.id == cid)
+
+    def period_rules(self, kind: str) -> Period:
+        """A period's rules; a kind the scheme leaves out is a plain mean of the months."""
+        return self.periods.get(kind, Period())  # type: ignore[arg-type]
 
 
 def _line_index(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
     """Key path -> 1-based line, so a refusal can point the office at the line to fix."""
     out = {} if out is None else out
-    out[path] = node.start_mark.line + 1
+    out.setdefault(path, node.start_mark.line + 1)  # a key's own line wins over its value's
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             out[path + (k.value,)] = k.start_mark.line + 1
@@ -231,12 +403,58 @@ def _line_index(node: yaml.Node, path: tuple = (), out: dict | None = None) -> d
     return out
 
 
-def _where(loc: tuple, lines: dict[tuple, int]) -> tuple[str, int | None]:
+def _where(loc: tuple, lines: dict[tuple, int], data: Any) -> tuple[str, int | None]:
+    """The key path as the office reads it and the line of its nearest key in the file."""
     path = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper() or "[" in str(p)))
     for cut in range(len(path), -1, -1):
         if path[:cut] in lines:
-            return ".".join(map(str, path)) or "(top)", lines[path[:cut]]
-    return ".".join(map(str, path)), None
+            return _where_named(path, data) or "(top)", lines[path[:cut]]
+    return _where_named(path, data), None
+
+
+def _resolve(dotted: str, data: Any) -> tuple:
+    """`components.casework.indicators.closed` -> ("components", 0, "indicators", 2): people name
+    list entries by id (or rule, grade), but lines are indexed by position."""
+    out: list[Any] = []
+    node = data
+    for part in dotted.split("."):
+        if isinstance(node, list):
+            idx = next(
+                (
+                    i
+                    for i, v in enumerate(node)
+                    if isinstance(v, dict) and part in (v.get("id"), v.get("rule"), v.get("grade"))
+                ),
+                None,
+            )
+            if idx is None:
+                break
+            out.append(idx)
+            node = node[idx]
+        elif isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        else:
+            break
+    return tuple(out)
+
+
+def _where_named(loc: tuple, data: Any) -> str:
+    """A key path with list positions replaced by the entry's id, as the office reads it."""
+    parts, node = [], data
+    for p in loc:
+        if isinstance(p, int) and isinstance(node, list) and p < len(node):
+            node = node[p]
+            name = (
+                node.get("id") or node.get("rule") or node.get("grade")
+                if isinstance(node, dict)
+                else None
+            )
+            parts.append(str(name if name is not None else p))
+        else:
+            parts.append(str(p))
+            node = node.get(p) if isinstance(node, dict) else None
+    return ".".join(parts)
 
 
 def parse_scheme(text: str, source: str = "<scheme>") -> Scheme:
@@ -254,8 +472,14 @@ def parse_scheme(text: str, source: str = "<scheme>") -> Scheme:
     except ValidationError as exc:
         msgs = []
         for err in exc.errors():
-            key, line = _where(err["loc"], lines)
-            what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            loc, what = err["loc"], err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                what = "unknown key"
+            elif not loc:  # a check across the scheme: its message starts with the key path
+                head, _, rest = what.partition(": ")
+                if rest and re.fullmatch(r"[\w.-]+", head):
+                    loc, what = _resolve(head, data), rest
+            key, line = _where(loc, lines, data)
             msgs.append(f"{source}:{line or '?'}: {key}: {what}")
         raise SchemeError("scheme refused:\n  " + "\n  ".join(dict.fromkeys(msgs))) from None
 

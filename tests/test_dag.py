@@ -1,4 +1,5 @@
-"""kaohe_monthly, run for real with dag.test(): the wiring of land -> validate -> load."""
+"""The DAGs, run for real with dag.test(): kaohe_monthly (land -> validate -> load -> score ->
+announce) and kaohe_period_close."""
 
 from __future__ import annotations
 
@@ -14,12 +15,17 @@ pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
 @pytest.fixture(scope="module")
-def monthly_dag():
+def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parent.parent / "dags"))
     assert bag.import_errors == {}
-    return bag.get_dag("kaohe_monthly")
+    return bag
+
+
+@pytest.fixture(scope="module")
+def monthly_dag(dagbag):
+    return dagbag.get_dag("kaohe_monthly")
 
 
 def _run(dag, month: str, day: int = 5, **conf):
@@ -65,3 +71,33 @@ def test_rejected_source_fails_validate_and_loads_nothing(kaohe, monthly_dag):
     rec = table(kaohe.warehouse_url, "mart_run").iloc[0]
     assert rec.status == "rejected"
     assert "attendance-extra.csv" in rec.message and "required column missing" in rec.message
+
+
+def _asset_events() -> list[dict]:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [e.extra for e in session.query(AssetEvent).order_by(AssetEvent.id)]
+
+
+def test_quarter_end_is_scored_announced_and_closed(kaohe, monthly_dag, dagbag):
+    generate(Path(kaohe.inbox), 30, "2026-02", 2, seed=12)
+    before = len(_asset_events())
+    feb = _run(monthly_dag, "2026-02")
+    assert str(feb.state) == "success" and _states(feb)["announce"] == "skipped"
+    mar = _run(monthly_dag, "2026-03", day=6)
+    states = _states(mar)
+    assert states["score"] == "success" and states["announce"] == "success", states
+    events = _asset_events()[before:]
+    assert [e.get("periods") for e in events] == [["2026-Q1"]]
+    monthly = table(kaohe.warehouse_url, "mart_monthly_score")
+    assert sorted(monthly.month.unique()) == ["2026-02", "2026-03"]
+    close = dagbag.get_dag("kaohe_period_close").test(
+        run_conf={"period": "2026-Q1", "scheme": "demo"}
+    )
+    assert str(close.state) == "success", _states(close)
+    period = table(kaohe.warehouse_url, "mart_period_score")
+    assert set(period.person_id) == set(monthly.person_id) and set(period.period) == {"2026-Q1"}
+    run = table(kaohe.warehouse_url, "mart_run")
+    assert run[run.dag_id == "kaohe_period_close"].status.tolist() == ["success"]

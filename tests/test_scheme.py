@@ -32,7 +32,7 @@ def test_unknown_key_is_refused_with_its_line():
     lines[at] = lines[at].replace("points: 1}", "points: 1, colour: red}")
     with pytest.raises(SchemeError) as err:
         parse_scheme("\n".join(lines), "s.yaml")
-    assert f"s.yaml:{at + 1}: adjustments.1.colour: unknown key" in str(err.value)
+    assert f"s.yaml:{at + 1}: adjustments.praise_city.colour: unknown key" in str(err.value)
 
 
 def test_negative_survey_weight_and_bad_range_are_refused():
@@ -47,3 +47,68 @@ def test_yaml_cannot_execute_code():
     text = "id: !!python/object/apply:os.system ['echo owned']\nname: x\n"
     with pytest.raises(SchemeError, match="not valid YAML"):
         parse_scheme(text, "evil.yaml")
+
+
+def _refusal(old: str, new: str) -> tuple[str, int]:
+    """Refuse the demo scheme with `old` replaced by `new`: the message and the edited line."""
+    text = _demo_text()
+    assert old in text
+    line = text[: text.index(old)].count("\n") + 1
+    with pytest.raises(SchemeError) as err:
+        parse_scheme(text.replace(old, new, 1), "s.yaml")
+    return str(err.value), line
+
+
+@pytest.mark.parametrize(
+    "old,new,expected,at",
+    [
+        (
+            "measure: cases.closed_count",
+            "measure: cases.closed_cnt",
+            "components.casework.indicators.closed.measure: unknown measure 'cases.closed_cnt'",
+            None,
+        ),
+        ("weight: {judge: 0.7,", "weight: {judge: -0.7,", "casework.weight: negative", None),
+        ("weight: {judge: 0.7, assistant: 0.5}", "weight: {jduge: 0.7}", "unknown category", None),
+        (
+            "weight: {judge: 0.7, assistant: 0.5}\n",
+            "\n",
+            "components.casework: a monthly component without a weight",
+            "- id: casework",
+        ),
+        ("share: 0.80}", "share: 0.90}", "grading: grade shares add up to more than 1", "grading:"),
+        (
+            "veto_below: 0.80, veto_points: 0}",
+            "veto_below: 0.80, veto_above: 0.70, veto_points: 0}",
+            "indicators.acceptance: veto bounds overlap",
+            "{id: acceptance",
+        ),
+        (
+            "tiebreak: [casework, diligence]",
+            "tiebreak: [casework, zeal]",
+            "unknown component",
+            None,
+        ),
+        ("general: 0.6}", "generl: 0.6}", "one coefficient per grade", "coefficients:"),
+        (
+            "year: {min_months: 6, components: {conduct: 0.3}}",
+            "year: {components: {conduct: 1.3}}",
+            "periods.year.components: period component weights add up to more than 1",
+            None,
+        ),
+    ],
+)
+def test_bad_schemes_are_refused_with_key_and_line(old, new, expected, at):
+    msg, line = _refusal(old, new)
+    if at is not None:
+        text = _demo_text()
+        line = text[: text.index(at)].count("\n") + 1
+    assert expected in msg and f"s.yaml:{line}:" in msg, msg
+
+
+def test_weight_and_target_per_category():
+    s = load_scheme("demo")
+    casework = s.component("casework")
+    assert casework.weight_for("judge") == 0.7 and casework.weight_for("staff") == 0.0
+    closed = casework.indicators[0]
+    assert closed.target_for("judge") == 12 and closed.neutral == 30

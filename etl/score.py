@@ -1,0 +1,204 @@
+"""Scoring against the warehouse: read what a month or period needs, write its marts.
+
+The arithmetic lives in `scoring/` as pure functions; this module only selects their inputs and
+replaces their outputs, each month or period in one transaction, so a rerun leaves exactly what
+one run leaves and a failure leaves the previous result whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from etl.warehouse import adjustment as adjustment_table
+from etl.warehouse import (
+    attendance,
+    bulk_insert,
+    case_snapshot,
+    mart_adjustment,
+    mart_bonus_allocation,
+    mart_component_score,
+    mart_department_score,
+    mart_indicator_score,
+    mart_monthly_score,
+    mart_nomination_refused,
+    mart_period_score,
+    mart_survey_result,
+    nomination,
+    roster,
+    survey_response,
+)
+from scoring.measures import attendance_measures, case_measures
+from scoring.monthly import month_scores
+from scoring.periods import close_period
+from scoring.scheme import Scheme
+from scoring.survey import survey_scores
+from scoring.timeline import months_of, parse_period, presence, shift_month
+
+LOOK_BACK_MONTHS = 12  # acceptance_rate sums the 12 months ending with the month
+
+
+def read(conn: Connection, table: sa.Table, *where: Any) -> pd.DataFrame:
+    """Rows of a table with dates as ISO text, as the scoring functions take them."""
+    cols = [
+        sa.cast(c, sa.Text).label(c.name) if isinstance(c.type, sa.Date) else c
+        for c in table.columns
+    ]
+    result = conn.execute(sa.select(*cols).where(*where))
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def _replace(conn: Connection, table: sa.Table, key: dict[str, Any], rows: pd.DataFrame) -> int:
+    """Delete the rows under `key` (values may be lists) and insert `rows` with the key filled."""
+    conds = [table.c[k].in_(v) if isinstance(v, list) else table.c[k] == v for k, v in key.items()]
+    conn.execute(table.delete().where(*conds))
+    fixed = {k: v for k, v in key.items() if not isinstance(v, list)}
+    return bulk_insert(conn, table, rows.assign(**fixed))
+
+
+def scored_months(conn: Connection, scheme_id: str) -> list[str]:
+    q = sa.select(mart_monthly_score.c.month).distinct()
+    return sorted(conn.scalars(q.where(mart_monthly_score.c.scheme_id == scheme_id)))
+
+
+def months_to_score(conn: Connection, scheme_id: str, month: str) -> list[str]:
+    """The month and every later month of its year already scored: their look-back measures and
+    yearly bonus caps depend on it (scheme.md, "rerunning a month")."""
+    later = [m for m in scored_months(conn, scheme_id) if m > month and m[:4] == month[:4]]
+    return [month, *later]
+
+
+def _inputs(conn: Connection, scheme: Scheme, months: list[str]) -> dict[str, pd.DataFrame]:
+    sid, first, last = scheme.id, months[0], months[-1]
+    year_start = f"{first[:4]}-01"
+    rost = read(conn, roster, roster.c.scheme_id == sid, roster.c.month.between(year_start, last))
+    return {
+        "presence": presence(rost),
+        "attendance": read(
+            conn, attendance, attendance.c.scheme_id == sid, attendance.c.month.in_(months)
+        ),
+        "cases": read(
+            conn,
+            case_snapshot,
+            case_snapshot.c.scheme_id == sid,
+            case_snapshot.c.month.between(shift_month(first, 1 - LOOK_BACK_MONTHS), last),
+        ),
+        "surveys": read(
+            conn,
+            survey_response,
+            survey_response.c.scheme_id == sid,
+            survey_response.c.month.in_(months) | survey_response.c.period.in_(months),
+        ),
+        "adjustments": read(
+            conn,
+            adjustment_table,
+            adjustment_table.c.scheme_id == sid,
+            adjustment_table.c.month.between(year_start, last),
+        ),
+    }
+
+
+def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
+    """Score `month` and the later scored months of its year; replace their marts in one
+    transaction. Returns what was scored and the closed periods that must be closed again."""
+    with engine.begin() as conn:
+        months = months_to_score(conn, scheme.id, month)
+        data = _inputs(conn, scheme, months)
+        pres = data["presence"]
+        in_months = pres[pres["month"].isin(months)]
+        measures = attendance_measures(data["attendance"], in_months[["month", "person_id"]]).merge(
+            case_measures(data["cases"], pres[["month", "person_id"]], scheme.long_pending_days),
+            on=["month", "person_id"],
+            how="left",
+        )
+        rated, relations = survey_scores(data["surveys"], scheme)
+        summary: dict[str, Any] = {"months": months, "people": {}}
+        for m in months:
+            result = month_scores(
+                m,
+                in_months[in_months["month"] == m],
+                measures[measures["month"] == m],
+                rated[rated["period"] == m],
+                data["adjustments"],
+                scheme,
+            )
+            key = {"scheme_id": scheme.id, "month": m}
+            _replace(conn, mart_monthly_score, key, result.monthly)
+            _replace(conn, mart_indicator_score, key, result.indicators)
+            _replace(conn, mart_component_score, key, result.components)
+            _replace(conn, mart_adjustment, key, result.adjustments)
+            _replace(conn, mart_department_score, key, result.departments)
+            summary["people"][m] = len(result.monthly)
+        delivered = data["surveys"][["survey_id", "period", "month"]].drop_duplicates()
+        results = relations.merge(delivered, on=["survey_id", "period"]).rename(
+            columns={"period": "survey_period"}
+        )
+        conn.execute(
+            mart_survey_result.delete().where(
+                mart_survey_result.c.scheme_id == scheme.id,
+                mart_survey_result.c.month.in_(months),
+            )
+        )
+        bulk_insert(conn, mart_survey_result, results.assign(scheme_id=scheme.id))
+        summary["periods_to_redo"] = sorted(
+            p for p in closed_periods(conn, scheme.id) if set(months_of(p)) & set(months)
+        )
+    return summary
+
+
+def closed_periods(conn: Connection, scheme_id: str) -> list[str]:
+    q = sa.select(mart_period_score.c.period).distinct()
+    return sorted(conn.scalars(q.where(mart_period_score.c.scheme_id == scheme_id)))
+
+
+def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> dict[str, Any]:
+    """Period scores, grades, pacesetters and bonus of one period, replaced in one transaction."""
+    kind, months = parse_period(period)
+    sid = scheme.id
+    with engine.begin() as conn:
+        monthly = read(
+            conn,
+            mart_monthly_score,
+            mart_monthly_score.c.scheme_id == sid,
+            mart_monthly_score.c.month.in_(months),
+        )
+        missing = sorted(set(months) - set(monthly["month"]))
+        if monthly.empty:
+            raise ValueError(f"{period}: no month of it has been scored")
+        components = read(
+            conn,
+            mart_component_score,
+            mart_component_score.c.scheme_id == sid,
+            mart_component_score.c.month.in_(months),
+        )
+        responses = read(
+            conn,
+            survey_response,
+            survey_response.c.scheme_id == sid,
+            survey_response.c.period.like(f"{period[:4]}%"),
+        )
+        rated, _ = survey_scores(responses, scheme)
+        noms = read(conn, nomination, nomination.c.scheme_id == sid, nomination.c.period == period)
+        last = read(conn, roster, roster.c.scheme_id == sid, roster.c.month == months[-1])
+        result = close_period(period, monthly, components, rated, noms, last, scheme)
+        key = {"scheme_id": sid, "period": period}
+        _replace(conn, mart_period_score, key, result.scores)
+        bonus = result.bonus if result.bonus is not None else pd.DataFrame()
+        _replace(conn, mart_bonus_allocation, key, bonus)
+        refused = result.refused_nominations
+        _replace(
+            conn, mart_nomination_refused, key, refused if refused is not None else pd.DataFrame()
+        )
+    return {
+        "period": period,
+        "kind": kind,
+        "people": len(result.scores),
+        "graded": int(result.scores["graded"].sum()),
+        "months_missing": missing,
+        "bonus_rows": 0 if result.bonus is None else len(result.bonus),
+        "nominations_refused": 0 if refused is None else len(refused),
+        "messages": result.messages,
+    }

@@ -1,0 +1,345 @@
+"""The built-in measures of scheme.md ("Measures"): one number per person and month, per source.
+
+Everything is whole-column work (factorize, bincount, groupby, merge): a month holds about 200,000
+people and six million attendance rows, where a per-person loop would take minutes. A measure with
+no basis (a rate over zero) is NaN, which the indicator step turns into `neutral_points`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+ATTENDANCE_MEASURES: tuple[str, ...] = tuple(
+    f"attendance.{name}"
+    for name in (
+        "workdays",
+        "attendance_rate",
+        "late_count",
+        "early_leave_count",
+        "absent_days",
+        "leave_days",
+        "duty_filing_rate",
+        "duty_review_rate",
+        "missed_filing_streaks",
+    )
+)
+CASE_MEASURES: tuple[str, ...] = tuple(
+    f"cases.{name}"
+    for name in (
+        "closed_count",
+        "filed_count",
+        "clearance_rate",
+        "avg_duration_days",
+        "simple_procedure_rate",
+        "in_court_verdict_rate",
+        "mediation_withdrawal_rate",
+        "pending_count",
+        "long_pending_count",
+        "reversal_count",
+        "remand_count",
+        "acceptance_rate",
+        "panel_fault_count",
+        "closure_balance",
+    )
+)
+MEASURES: frozenset[str] = frozenset(ATTENDANCE_MEASURES + CASE_MEASURES)
+
+STATUSES = ("present", "late", "early_leave", "absent", "leave", "business_trip", "holiday")
+# an unknown or missing status counts as a non-holiday, non-attended day
+_OTHER_STATUS = len(STATUSES)
+ACCEPTANCE_WINDOW = 12  # months, ending with the month computed
+
+
+# --- column readers: the warehouse hands back object, str or string dtype, Int64 or float ---------
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """Ids and months compare as text whatever dtype the driver returned; missing stays missing."""
+    return s.astype("str")
+
+
+def _codes(s: pd.Series, values: tuple[str, ...]) -> np.ndarray:
+    """Position of each cell in `values` (-1 otherwise); only the distinct cells are looked up."""
+    codes, uniques = pd.factorize(s)
+    lookup = np.append(pd.Index(values).get_indexer(pd.Index(uniques)), -1)
+    return lookup[codes]
+
+
+def _is(s: pd.Series, *values: str) -> np.ndarray:
+    return _codes(s, values) >= 0
+
+
+def _flag(s: pd.Series) -> np.ndarray:
+    """A 0/1/empty column as floats, empty (None, NA, '') as NaN."""
+    if not pd.api.types.is_numeric_dtype(s.dtype):
+        s = pd.to_numeric(s, errors="coerce")
+    return s.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _dates(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """ISO date text as (datetime64[D], month number); each distinct date is parsed only once.
+
+    An empty date is NaT with month number int64-min, which never equals a real month.
+    """
+    codes, uniques = pd.factorize(s)
+    parsed = pd.to_datetime(pd.Index(uniques, dtype=object), format="ISO8601", errors="coerce")
+    days = np.append(parsed.to_numpy().astype("datetime64[D]"), np.datetime64("NaT", "D"))
+    months = days.astype("datetime64[M]").astype(np.int64)
+    return days[codes], months[codes]
+
+
+def _month_numbers(s: pd.Series) -> np.ndarray:
+    """'YYYY-MM' as months since 1970-01, so month arithmetic (M − 11) is integer arithmetic."""
+    codes, uniques = pd.factorize(_text(s))
+    parsed = np.array([str(u) for u in uniques], dtype="datetime64[M]").astype(np.int64)
+    return np.append(parsed, -(2**62))[codes]
+
+
+def _group(month: np.ndarray, person: pd.Series) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """Integer group per row for (month number, person) plus each group's month and person.
+
+    Grouping on integers and summing with bincount is several times faster than a groupby on a
+    text column of millions of rows. Callers drop rows without a person first.
+    """
+    person_code, persons = pd.factorize(_text(person))
+    width = max(len(persons), 1)
+    group, pairs = pd.factorize(month * width + person_code)
+    return group, pairs // width, pd.Index(persons)[pairs % width]
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN (no basis) where den is 0."""
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
+
+
+def _frame(presence: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "month": _text(presence["month"]).to_numpy(),
+            "person_id": _text(presence["person_id"]).to_numpy(),
+        }
+    )
+
+
+# --- attendance -----------------------------------------------------------------------------------
+
+
+def attendance_measures(attendance: pd.DataFrame, presence: pd.DataFrame) -> pd.DataFrame:
+    """Attendance measures for each (month, person_id) of `presence`, in its order.
+
+    Rows are grouped on integer codes and counted with bincount, because the attendance table is
+    one row per person per day (millions of rows) and string groupbys on it are too slow.
+    """
+    a = attendance
+    valid = a["month"].notna() & a["person_id"].notna()
+    if not valid.all():
+        a = a[valid]
+    group, months, persons = _group(_month_numbers(a["month"]), a["person_id"])
+    n = len(months)
+
+    status = _codes(a["status"], STATUSES)
+    status[status < 0] = _OTHER_STATUS
+    by_status = np.bincount(group * (_OTHER_STATUS + 1) + status, minlength=n * (_OTHER_STATUS + 1))
+    by_status = by_status.reshape(n, _OTHER_STATUS + 1).astype(float)
+    count = dict(zip(STATUSES, by_status.T, strict=False))
+    rows = by_status.sum(axis=1)
+    expected = rows - count["holiday"] - count["leave"]
+    attended = count["present"] + count["late"] + count["early_leave"] + count["business_trip"]
+
+    filed = _flag(a["duty_filed"])
+    required = ~np.isnan(filed)
+    done = filed == 1
+    reviewed = done & (_flag(a["duty_reviewed"]) == 1)
+    n_required = np.bincount(group, weights=required, minlength=n)
+    n_done = np.bincount(group, weights=done, minlength=n)
+    n_reviewed = np.bincount(group, weights=reviewed, minlength=n)
+
+    per_group = pd.DataFrame({"m": months, "person_id": persons})
+    counts = {
+        "workdays": rows - count["holiday"],
+        "late_count": count["late"],
+        "early_leave_count": count["early_leave"],
+        "absent_days": count["absent"],
+        "leave_days": count["leave"],
+        "missed_filing_streaks": _missed_streaks(group, a["date"], filed, n),
+    }
+    rates = {
+        "attendance_rate": _ratio(attended, expected),
+        "duty_filing_rate": _ratio(n_done, n_required),
+        "duty_review_rate": _ratio(n_reviewed, n_done),
+    }
+    for name, values in (counts | rates).items():
+        per_group[f"attendance.{name}"] = values
+
+    out = _frame(presence)
+    out["m"] = _month_numbers(out["month"])
+    out = out.merge(per_group, how="left", on=["m", "person_id"])
+    # a person present without attendance rows: counts are 0, rates have no basis
+    out[[f"attendance.{name}" for name in counts]] = out[
+        [f"attendance.{name}" for name in counts]
+    ].fillna(0.0)
+    return out[["month", "person_id", *ATTENDANCE_MEASURES]]
+
+
+def _missed_streaks(group: np.ndarray, dates: pd.Series, filed: np.ndarray, n: int) -> np.ndarray:
+    """Maximal runs (length ≥ 2) of duty_filed = 0 over required days, per group.
+
+    Non-required days are dropped before looking at neighbours, so they neither break nor extend a
+    run; a group boundary (month or person) always breaks one.
+    """
+    required = ~np.isnan(filed)
+    g = group[required]
+    miss = filed[required] == 0
+    day, _ = pd.factorize(dates[required], sort=True)  # ISO text sorts as the date does
+    order_key = g.astype(np.int64) * (int(day.max(initial=0)) + 2) + day
+    if len(order_key) > 1 and (np.diff(order_key) < 0).any():
+        order = np.argsort(order_key, kind="stable")
+        g, miss = g[order], miss[order]
+    pair = miss[:-1] & miss[1:] & (g[:-1] == g[1:])
+    run_start = pair & ~np.concatenate(([False], pair[:-1]))
+    return np.bincount(g[:-1][run_start], minlength=n).astype(float)
+
+
+# --- cases ----------------------------------------------------------------------------------------
+
+
+def case_measures(
+    snapshots: pd.DataFrame, presence: pd.DataFrame, long_pending_days: int = 365
+) -> pd.DataFrame:
+    """Case measures for each (month, person_id) of `presence`, in its order.
+
+    Month M reads only the snapshot extracted for M; the look-back measures additionally read the
+    monthly counts of earlier snapshots (acceptance_rate) and of earlier presence months of the same
+    year (closure_balance), so `snapshots` and `presence` must carry those months too.
+    """
+    out = _frame(presence)
+    out["m"] = _month_numbers(out["month"])
+    targets = np.unique(out["m"])
+    window = np.unique((targets[:, None] - np.arange(ACCEPTANCE_WINDOW)).ravel())
+
+    sm = _month_numbers(snapshots["month"])
+    keep = np.isin(sm, window) & snapshots["judge_id"].notna().to_numpy()
+    s = snapshots if keep.all() else snapshots[keep]
+    sm = sm[keep]
+    monthly = _monthly_counts(s, sm, long_pending_days)
+    rows = out.merge(monthly, how="left", on=["m", "person_id"])
+    counts = monthly.columns.drop(["m", "person_id"])
+    rows[counts] = rows[counts].fillna(0.0)
+
+    accepted = _acceptance(monthly, targets)
+    rows = rows.merge(accepted, how="left", on=["m", "person_id"])
+    rows = rows.merge(_closure_means(rows), how="left", on=["m", "person_id"])
+
+    closed = rows["closed"].to_numpy(dtype=float)
+    mean = rows["mean_closed"].to_numpy(dtype=float)
+    balance = 1.0 - np.abs(closed - mean) / np.where(mean > 0, mean, 1.0)
+    measures = {
+        "closed_count": closed,
+        "filed_count": rows["filed"],
+        "clearance_rate": _ratio(closed, rows["filed"]),
+        "avg_duration_days": _ratio(rows["duration_days"], rows["dated_closed"]),
+        "simple_procedure_rate": _ratio(rows["simple"], closed),
+        "in_court_verdict_rate": _ratio(rows["judgment_in_court"], rows["judgment"]),
+        "mediation_withdrawal_rate": _ratio(rows["mediation_withdrawal"], closed),
+        "pending_count": rows["pending"],
+        "long_pending_count": rows["long_pending"],
+        "reversal_count": rows["reversed"],
+        "remand_count": rows["remanded"],
+        "acceptance_rate": 1.0 - _ratio(rows["window_appealed"], rows["window_closed"]),
+        "panel_fault_count": rows["panel_fault"],
+        "closure_balance": np.where(mean > 0, np.clip(balance, 0.0, 1.0), 1.0),
+    }
+    result = out[["month", "person_id"]].copy()
+    for name, values in measures.items():
+        result[f"cases.{name}"] = np.asarray(values, dtype=float)
+    return result
+
+
+def _monthly_counts(s: pd.DataFrame, sm: np.ndarray, long_pending_days: int) -> pd.DataFrame:
+    """Per (snapshot month, person) sums of every per-case flag; the rates are ratios of these."""
+    filed, filed_month = _dates(s["filed_on"])
+    closed, closed_month = _dates(s["closed_on"])
+    _, decided_month = _dates(s["appeal_decided_on"])
+    month_end = (sm + 1).astype("datetime64[M]").astype("datetime64[D]") - np.timedelta64(1, "D")
+
+    closed_in = closed_month == sm
+    dated = closed_in & ~np.isnat(filed)
+    duration = np.where(dated, (closed - filed).astype("timedelta64[D]").astype(np.int64), 0)
+    pending = (filed <= month_end) & ~(closed <= month_end)
+    age = np.where(pending, (month_end - filed).astype("timedelta64[D]").astype(np.int64), 0)
+    outcome = _codes(s["outcome"], ("judgment", "mediation", "withdrawal"))
+    judgment = closed_in & (outcome == 0)
+    decided_in = decided_month == sm
+    appeal = np.where(decided_in, _codes(s["appeal_outcome"], ("reversed", "remanded")), -1)
+
+    flags = {
+        "closed": closed_in,
+        "filed": filed_month == sm,
+        "duration_days": duration,
+        "dated_closed": dated,
+        "simple": closed_in & _is(s["procedure"], "simple", "summary"),
+        "judgment": judgment,
+        "judgment_in_court": judgment & (_flag(s["verdict_in_court"]) == 1),
+        "mediation_withdrawal": closed_in & (outcome > 0),
+        "pending": pending,
+        "long_pending": pending & (age > long_pending_days),
+        "reversed": appeal == 0,
+        "remanded": appeal == 1,
+    }
+    group, months, persons = _group(sm, s["judge_id"])
+    judged = pd.DataFrame({"m": months, "person_id": persons})
+    for name, values in flags.items():
+        judged[name] = np.bincount(group, weights=values, minlength=len(months))
+
+    faulted = (_flag(s["fault"]) == 1) & (appeal >= 0)
+    panel = _panel_faults(sm[faulted], s["judge_id"][faulted], s["panel_ids"][faulted])
+    both = judged.merge(panel, how="outer", on=["m", "person_id"])
+    return both.fillna(0.0)
+
+
+def _panel_faults(sm: np.ndarray, judge: pd.Series, panel_ids: pd.Series) -> pd.DataFrame:
+    """Faulted, overturned cases per (month, panel member), the judge excluded (连带考核)."""
+    members = pd.DataFrame(
+        {
+            "case": np.arange(len(sm)),
+            "m": sm,
+            "judge": _text(judge).to_numpy(),
+            "person_id": _text(panel_ids).str.split(";").to_numpy(),
+        }
+    ).explode("person_id")
+    members["person_id"] = _text(members["person_id"]).str.strip()
+    members = members[
+        members["person_id"].notna()
+        & (members["person_id"] != "")
+        & (members["person_id"] != members["judge"])
+    ].drop_duplicates(["case", "person_id"])
+    faults = members.groupby(["m", "person_id"], sort=False).size().astype(float)
+    return faults.rename("panel_fault").reset_index()
+
+
+def _acceptance(monthly: pd.DataFrame, targets: np.ndarray) -> pd.DataFrame:
+    """Closed and overturned sums over the 12 snapshot months ending with each target month."""
+    lag = np.arange(ACCEPTANCE_WINDOW)
+    windows = pd.DataFrame(
+        {"source": (targets[:, None] - lag).ravel(), "target": np.repeat(targets, len(lag))}
+    )
+    spread = monthly[["m", "person_id", "closed", "reversed", "remanded"]].merge(
+        windows, left_on="m", right_on="source"
+    )
+    spread["appealed"] = spread["reversed"] + spread["remanded"]
+    sums = spread.groupby(["target", "person_id"], sort=False)[["closed", "appealed"]].sum()
+    sums = sums.rename(columns={"closed": "window_closed", "appealed": "window_appealed"})
+    return sums.rename_axis(["m", "person_id"]).reset_index()
+
+
+def _closure_means(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean closed_count from January to each month, over the months the person was present."""
+    present = rows[["m", "person_id", "closed"]].drop_duplicates(["m", "person_id"])
+    present = present.sort_values(["person_id", "m"], kind="stable")
+    year = present["m"] // 12  # month numbers count from 1970-01, so // 12 is the year
+    running = present.groupby([present["person_id"], year], sort=False)["closed"]
+    present["mean_closed"] = running.cumsum() / (running.cumcount() + 1)
+    return present[["m", "person_id", "mean_closed"]]

@@ -1,0 +1,46 @@
+"""The number rules of scheme.md, in one place.
+
+Scores are floats and are stored unrounded, but every comparison (ranks, ties, quota boundaries,
+thresholds, veto bounds) is made on the value rounded half-up to 6 decimals, so that
+15.000000000000002 and 15 are the same score. Quotas and money are exact decimals.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+import numpy as np
+import pandas as pd
+
+COMPARE_PLACES = 6
+
+
+def r6(values: pd.Series | np.ndarray | float) -> pd.Series | np.ndarray | float:
+    """Half-up (away from zero) at 6 decimals: the value every comparison is made on. NaN stays."""
+    scaled = np.abs(values) * 10**COMPARE_PLACES
+    # the tiny nudge absorbs binary noise such as 2.0000005 being stored as 2.00000049999...
+    return np.sign(values) * np.floor(scaled + 0.5 + 1e-7) / 10**COMPARE_PLACES
+
+
+def half_up(value: Decimal | float | int, places: int = 0) -> Decimal:
+    """Decimal half-up rounding (四舍五入) to `places` decimals; floats are read as written."""
+    d = value if isinstance(value, Decimal) else Decimal(str(value))
+    return d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def quota(n: int, share: float) -> int:
+    """round_half_up(N × share), with the share as the scheme file writes it (0.15, not 0.1499…)."""
+    return int(half_up(Decimal(n) * Decimal(str(share))))
+
+
+def competition_rank(scores: pd.Series, by: pd.Series | list[pd.Series] | None = None) -> pd.Series:
+    """Rank by score descending, equal scores (at 6 decimals) sharing the best rank ("1224").
+
+    `by` groups the ranking (a grading scope); NaN scores get no rank.
+    """
+    key = pd.Series(r6(scores.astype(float)), index=scores.index)
+    if by is None:
+        ranked = key.rank(method="min", ascending=False)
+    else:
+        ranked = key.groupby(by).rank(method="min", ascending=False)
+    return ranked.astype("Int64")

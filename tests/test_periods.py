@@ -1,0 +1,172 @@
+"""Period scores and the period close: means over the months a person was in, period components,
+who a person is in a period, and grades, pacesetters and bonus decided on the period score."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scoring.periods import close_period, period_scores
+from scoring.scheme import parse_scheme
+from scoring.timeline import months_of, parse_period, periods_ending
+
+SCHEME = """
+id: t-2026
+name: 测试
+year: 2026
+categories: {staff: 一般工作人员}
+components:
+  - id: work
+    weight: 1.0
+    indicators:
+      - {id: late, measure: attendance.late_count, per_unit: -1}
+  - id: conduct
+    survey:
+      items: {de: 1}
+      relations: {peer: 1}
+      min_raters: 1
+periods:
+  quarter: {}
+  year: {min_months: 6, components: {conduct: 0.3}}
+grading:
+  grades:
+    - {grade: excellent, share: 0.2}
+    - {grade: good}
+    - {grade: general, share: 0.2}
+pacesetters: {period: quarter, share: 0.2, nomination_cap: 0.5}
+bonus:
+  period: quarter
+  pool: {per_capita: 1000}
+  coefficients: {excellent: 1.5, good: 1.0, general: 0.5}
+"""
+
+
+def scheme():
+    return parse_scheme(textwrap.dedent(SCHEME))
+
+
+def monthly(rows: list[tuple[str, str, float]], unit: dict[str, str] | None = None) -> pd.DataFrame:
+    """(month, person, total) rows; everybody staff of u1 unless `unit` says otherwise."""
+    frame = pd.DataFrame(rows, columns=["month", "person_id", "total_score"])
+    frame["name"] = "人" + frame["person_id"]
+    frame["unit_id"] = frame["person_id"].map(unit or {}).fillna("u1")
+    frame["dept_id"] = "d1"
+    frame["category"] = "staff"
+    frame["post_coefficient"] = 1.0
+    frame["veto"] = False
+    return frame
+
+
+NO_SURVEYS = pd.DataFrame(
+    columns=["survey_id", "period", "person_id", "component_id", "score", "no_basis"]
+)
+
+
+def test_worked_example_quarter_is_the_mean_of_the_months():
+    # A: 54, 50, 58 → (54 + 50 + 58) / 3 = 54.0
+    rows = [("2026-01", "A", 54.0), ("2026-02", "A", 50.0), ("2026-03", "A", 58.0)]
+    got = period_scores("2026-Q1", monthly(rows), NO_SURVEYS, scheme()).set_index("person_id")
+    assert got.loc["A", "period_score"] == pytest.approx(54.0)
+    assert got.loc["A", "months"] == 3
+
+
+def test_new_hire_mean_of_months_worked_and_min_months():
+    # B joined in November: year = (80 + 90) / 2 = 85 over 2 months, below min_months 6
+    rows = [("2026-11", "B", 80.0), ("2026-12", "B", 90.0)]
+    rows += [(f"2026-{m:02d}", "A", 70.0) for m in range(1, 13)]
+    got = period_scores("2026", monthly(rows), NO_SURVEYS, scheme()).set_index("person_id")
+    assert got.loc["B", "period_score"] == pytest.approx(85.0) and not got.loc["B", "graded"]
+    assert got.loc["A", "graded"]
+
+
+def test_period_component_blends_and_without_basis_gives_its_weight_back():
+    rows = [(f"2026-{m:02d}", p, 80.0) for m in range(1, 13) for p in ("A", "B")]
+    surveys = pd.DataFrame(
+        {
+            "survey_id": ["q1", "q2", "q3", "q4", "q1"],
+            "period": ["2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4", "2025-Q4"],
+            "person_id": ["A", "A", "A", "A", "B"],
+            "component_id": "conduct",
+            "score": [90.0, 92.0, 94.0, 96.0, 10.0],
+            "no_basis": False,
+        }
+    )
+    got = period_scores("2026", monthly(rows), surveys, scheme()).set_index("person_id")
+    # A: 0.7 × 80 + 0.3 × mean(90, 92, 94, 96) = 56 + 27.9 = 83.9
+    assert got.loc["A", "period_score"] == pytest.approx(83.9)
+    # B's only round is of 2025, outside the period: no basis → the mean monthly alone
+    assert got.loc["B", "period_score"] == pytest.approx(80.0)
+
+
+def test_unit_and_category_are_those_of_the_last_month_present():
+    rows = [("2026-01", "A", 70.0), ("2026-02", "A", 70.0)]
+    m = monthly(rows)
+    m.loc[m["month"] == "2026-02", "unit_id"] = "u2"
+    got = period_scores("2026-Q1", m, NO_SURVEYS, scheme())
+    assert got["unit_id"].tolist() == ["u2"]
+
+
+def test_close_grades_picks_pacesetters_and_splits_the_pool():
+    # 5 people in u1, one quarter month each: A 90, B 85, C 80, D 75, E 70.
+    # quotas: excellent round(5 × 0.2) = 1, general 1, good the rest 3 → A excellent, E general
+    rows = [("2026-03", p, s) for p, s in zip("ABCDE", (90.0, 85.0, 80.0, 75.0, 70.0), strict=True)]
+    noms = pd.DataFrame(
+        {
+            "person_id": ["D", "C", "Z"],
+            "month": "2026-03",
+            "source_file": "nominations.csv",
+            "source_line": [2, 3, 4],
+            "reason": "抗疫一线",
+            "approved_by": "党组会",
+            "period": "2026-Q1",
+        }
+    )
+    roster_last = pd.DataFrame({"person_id": list("ABCDE"), "unit_id": "u1"})
+    res = close_period(
+        "2026-Q1",
+        monthly(rows),
+        pd.DataFrame(columns=["month", "person_id", "component_id", "score"]),
+        NO_SURVEYS,
+        noms,
+        roster_last,
+        scheme(),
+    )
+    s = res.scores.set_index("person_id")
+    assert s["grade"].to_dict() == {
+        "A": "excellent",
+        "B": "good",
+        "C": "good",
+        "D": "good",
+        "E": "general",
+    }
+    # pacesetters: floor(5 × 0.2) = 1 by rank (A); cap floor(5 × 0.5) = 2 nominations: D, C
+    assert s["pacesetter_route"].to_dict() == {
+        "A": "rank",
+        "B": None,
+        "C": "nomination",
+        "D": "nomination",
+        "E": None,
+    }
+    assert res.refused_nominations["person_id"].tolist() == ["Z"]
+    # pool 5 × 1000 = ¥5,000.00 over weights 1.5 + 1 + 1 + 1 + 0.5 = 5 → 1500, 1000 ×3, 500
+    cents = res.bonus.set_index("person_id")["amount_cents"].to_dict()
+    assert cents == {"A": 150000, "B": 100000, "C": 100000, "D": 100000, "E": 50000}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0, 120, allow_nan=False), min_size=1, max_size=3))
+def test_quarter_score_lies_between_lowest_and_highest_month(totals):
+    rows = [(f"2026-0{i + 1}", "A", t) for i, t in enumerate(totals)]
+    got = period_scores("2026-Q1", monthly(rows), NO_SURVEYS, scheme())["period_score"].iloc[0]
+    assert min(totals) - 1e-9 <= got <= max(totals) + 1e-9
+
+
+def test_calendar_of_periods():
+    assert parse_period("2026-H2") == ("half", months_of("2026-H2"))
+    assert months_of("2026-Q2") == ["2026-04", "2026-05", "2026-06"]
+    assert periods_ending(["2026-05", "2026-06"]) == ["2026-H1", "2026-Q2"]
+    assert periods_ending(["2026-12"]) == ["2026", "2026-H2", "2026-Q4"]
