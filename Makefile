@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kaohe-installed
-SCHEME ?= demo
+SCHEME ?=
 export KAOHE_HOME ?= $(CURDIR)/var
 export AIRFLOW_HOME ?= $(KAOHE_HOME)/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
@@ -23,7 +23,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 demo: $(STAMP) system-deps
-	$(PY) -m etl.demo --scheme $(SCHEME)
+	$(PY) -m etl.demo $(if $(SCHEME),--scheme $(SCHEME))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,7 @@
-"""`make demo`: generate a sample organisation, run the real `kaohe_monthly` DAG for three
-months and `kaohe_period_close` for the quarter they end, with the embedded defaults, and print
-what was loaded, what was set aside, where the reports are, and the top of each category.
+"""`make demo`: generate a county court and a county office, each with its own inbox and its own
+demo scheme, run the real `kaohe_monthly` DAG for three months and `kaohe_period_close` for the
+quarter they end, with the embedded defaults, and print what was loaded, what was set aside, where
+the reports are, and the top of each category.
 
 The DAG runs through `airflow dags test`, the same code path an operator uses to try a run.
 """
@@ -17,17 +18,20 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from etl.config import settings
+from etl.config import Settings, settings
 from etl.generate import generate
 from etl.warehouse import engine_for, loaded_file, mart_period_score, mart_run
 from scoring.scheme import Scheme, load_scheme
 from scoring.timeline import periods_ending
 
 
-def _airflow(args: list[str], log: Path) -> int:
+def _airflow(args: list[str], log: Path, env: dict[str, str] | None = None) -> int:
     with open(log, "a", encoding="utf-8") as out:
         return subprocess.call(
-            [sys.executable, "-m", "airflow", *args], stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "airflow", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
 
 
@@ -35,46 +39,60 @@ def _next_month(month: str) -> str:
     return (pd.Period(month, "M") + 1).strftime("%Y-%m")
 
 
+# the demo schemes and the organisation each one assesses (`etl.generate --kind`)
+DEMO_SCHEMES = {"court": "court", "office": "office"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--scheme", default=os.environ.get("KAOHE_SCHEME") or "demo")
-    ap.add_argument("--people", type=int, default=240)
+    ap.add_argument(
+        "--scheme",
+        action="append",
+        help="scheme id or path (repeatable); default: the court and the office demo schemes",
+    )
+    ap.add_argument("--people", type=int, default=240, help="people per organisation")
     ap.add_argument("--start", default="2026-01")
     ap.add_argument("--months", type=int, default=3)
     args = ap.parse_args(argv)
+    refs = args.scheme or ([os.environ["KAOHE_SCHEME"]] if os.environ.get("KAOHE_SCHEME") else [])
+    refs = refs or list(DEMO_SCHEMES)
     cfg = settings()
-    scheme = load_scheme(args.scheme)
     logs = cfg.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    months = [str(p) for p in pd.period_range(args.start, periods=args.months, freq="M")]
-    print(f"kaohe demo: {scheme.name} ({scheme.id}), {args.people} people, {', '.join(months)}")
-    generate(Path(cfg.inbox), args.people, args.start, args.months, seed=1)
-    print(f"  sample extracts written to {cfg.inbox}")
     if _airflow(["db", "migrate"], logs / "airflow-db.log"):
         print(f"airflow db migrate failed: see {logs / 'airflow-db.log'}")
         return 1
+    months = [str(p) for p in pd.period_range(args.start, periods=args.months, freq="M")]
     failed = []
-    for m in months:
-        log = logs / f"kaohe_monthly-{m}.log"
+    for ref in refs:
+        failed += _demo_scheme(ref, args.people, months, cfg, logs)
+    return 1 if failed else 0
+
+
+def _demo_scheme(ref: str, people: int, months: list[str], cfg: Settings, logs: Path) -> list[str]:
+    """One organisation under one scheme, in its own inbox: generate, take in, score, close."""
+    scheme = load_scheme(ref)
+    inbox = Path(cfg.inbox) / scheme.id
+    env = {**os.environ, "KAOHE_INBOX": str(inbox)}
+    print(f"\nkaohe demo: {scheme.name} ({scheme.id}), {people} people, {', '.join(months)}")
+    generate(inbox, people, months[0], len(months), seed=1, kind=DEMO_SCHEMES.get(ref, "mixed"))
+    print(f"  sample extracts written to {inbox}")
+    failed = []
+    runs = [("kaohe_monthly", m, {"month": m}, f"{_next_month(m)}-05") for m in months]
+    day = f"{_next_month(months[-1])}-05"
+    runs += [("kaohe_period_close", p, {"period": p}, day) for p in periods_ending(months)]
+    for dag_id, what, conf, date in runs:
+        log = logs / f"{dag_id}-{scheme.id}-{what}.log"
         log.unlink(missing_ok=True)
-        conf = json.dumps({"month": m, "scheme": args.scheme})
-        rc = _airflow(["dags", "test", "kaohe_monthly", f"{_next_month(m)}-05", "-c", conf], log)
+        c = json.dumps({**conf, "scheme": ref})
+        rc = _airflow(["dags", "test", dag_id, date, "-c", c], log, env)
         if rc:
-            failed.append(m)
-        print(f"  kaohe_monthly {m}: {'failed, see ' + str(log) if rc else 'done'}")
-    for period in periods_ending(months):
-        log = logs / f"kaohe_period_close-{period}.log"
-        log.unlink(missing_ok=True)
-        conf = json.dumps({"period": period, "scheme": args.scheme})
-        day = f"{_next_month(months[-1])}-05"
-        rc = _airflow(["dags", "test", "kaohe_period_close", day, "-c", conf], log)
-        if rc:
-            failed.append(period)
-        print(f"  kaohe_period_close {period}: {'failed, see ' + str(log) if rc else 'done'}")
+            failed.append(what)
+        print(f"  {dag_id} {what}: {'failed, see ' + str(log) if rc else 'done'}")
     _summary(cfg.warehouse_url, scheme.id, months, cfg.output)
     for period in periods_ending(months):
         _top(cfg.warehouse_url, scheme, period)
-    return 1 if failed else 0
+    return failed
 
 
 def _top(url: str, scheme: Scheme, period: str, n: int = 3) -> None:

@@ -287,12 +287,18 @@ def _cat_concat(*parts: np.ndarray | str) -> np.ndarray:
 
 
 # --- organisation --------------------------------------------------------------------------------
-def _unit_sizes(rng: np.random.Generator, people: int) -> tuple[np.ndarray, np.ndarray]:
-    """About one unit per 150 people, ~30% of them courts; a small population is one court."""
+ORG_KINDS = ("mixed", "court", "office")
+
+
+def _unit_sizes(
+    rng: np.random.Generator, people: int, kind: str = "mixed"
+) -> tuple[np.ndarray, np.ndarray]:
+    """About one unit per 150 people, ~30% of them courts (all or none for a court or office
+    organisation); a small mixed population is one court."""
     if people < 20:
-        return np.array([people]), np.array([True])
+        return np.array([people]), np.array([kind != "office"])
     n = max(2, round(people / 150))
-    courts = max(1, round(n * 0.3))
+    courts = {"mixed": max(1, round(n * 0.3)), "court": n, "office": 0}[kind]
     sizes = 5 + _split(people - 5 * n, rng.dirichlet(np.full(n, 8.0)))
     return sizes, np.arange(n) < courts
 
@@ -358,8 +364,8 @@ def _categories(
     return cat, head & (cat != LEADER)
 
 
-def _structure(rng: np.random.Generator, people: int) -> dict[str, np.ndarray]:
-    sizes, court = _unit_sizes(rng, people)
+def _structure(rng: np.random.Generator, people: int, kind: str) -> dict[str, np.ndarray]:
+    sizes, court = _unit_sizes(rng, people, kind)
     unit_id, unit_name = _unit_names(court)
     d_id, d_name, d_unit, d_trial, first, ndep = [], [], [], [], [], []
     person_dept, cat, head = [], [], []
@@ -512,9 +518,11 @@ def _people_attributes(
     return dict(pid=pid, name=name, coef=coef, email=email, keys=keys, leniency=leniency) | traits
 
 
-def build_org(rng: np.random.Generator, people: int, months: list[Month]) -> Org:
+def build_org(
+    rng: np.random.Generator, people: int, months: list[Month], kind: str = "mixed"
+) -> Org:
     """Units and departments, then who is where each month, then the people themselves."""
-    where = _changes(rng, _structure(rng, people), people, months)
+    where = _changes(rng, _structure(rng, people, kind), people, months)
     return Org(**where, **_people_attributes(rng, where["cat"], len(where["unit_id"])))
 
 
@@ -1094,14 +1102,24 @@ def _write_month(
 
 
 def generate(
-    inbox: Path, people: int, start: str = "2026-01", months: int = 3, seed: int = 1
+    inbox: Path,
+    people: int,
+    start: str = "2026-01",
+    months: int = 3,
+    seed: int = 1,
+    kind: str = "mixed",
 ) -> dict[str, dict[str, int]]:
-    """Write `months` monthly extracts of `people` people; return data rows per month and source."""
+    """Write `months` monthly extracts of `people` people; return data rows per month and source.
+
+    `kind`: courts and offices (`mixed`), or only courts or only offices, for a scheme of one kind.
+    """
     if people < 1:
         raise ValueError("people must be at least 1")
+    if kind not in ORG_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(ORG_KINDS)}")
     cal = _months(start, months)
     rng = np.random.default_rng(seed)
-    org = build_org(rng, people, cal)
+    org = build_org(rng, people, cal, kind)
     universe = case_universe(rng, org, cal)
     vetoes = _veto_plan(rng, people, months)
     vetoed = np.zeros(0, np.int64)  # in the current half year: never nominated
@@ -1136,8 +1154,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--start", default="2026-01", help="first month, YYYY-MM")
     parser.add_argument("--months", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kind", choices=ORG_KINDS, default="mixed", help="which units to make")
     args = parser.parse_args(argv)
-    counts = generate(args.inbox, args.people, args.start, args.months, args.seed)
+    counts = generate(args.inbox, args.people, args.start, args.months, args.seed, args.kind)
     print(json.dumps(counts, ensure_ascii=False))
 
 

@@ -132,14 +132,20 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
             _replace(conn, mart_adjustment, key, result.adjustments)
             _replace(conn, mart_department_score, key, result.departments)
             summary["people"][m] = len(result.monthly)
-        delivered = data["surveys"][["survey_id", "period", "month"]].drop_duplicates()
+        surveys = data["surveys"]
+        delivered = (  # each round is reported in the (first) month whose extract delivered it
+            surveys[surveys["month"].isin(months)]
+            .groupby(["survey_id", "period"], as_index=False)["month"]
+            .min()
+        )
         results = relations.merge(delivered, on=["survey_id", "period"]).rename(
             columns={"period": "survey_period"}
         )
         conn.execute(
             mart_survey_result.delete().where(
                 mart_survey_result.c.scheme_id == scheme.id,
-                mart_survey_result.c.month.in_(months),
+                mart_survey_result.c.month.in_(months)
+                | mart_survey_result.c.survey_id.in_(delivered["survey_id"].unique().tolist()),
             )
         )
         bulk_insert(conn, mart_survey_result, results.assign(scheme_id=scheme.id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scoring.scheme import SchemeError, load_scheme, parse_scheme, scheme_path
+from scoring.scheme import SCHEME_DIR, SchemeError, load_scheme, parse_scheme, scheme_path
 
 
 def _demo_text() -> str:
@@ -112,3 +112,10 @@ def test_weight_and_target_per_category():
     assert casework.weight_for("judge") == 0.7 and casework.weight_for("staff") == 0.0
     closed = casework.indicators[0]
     assert closed.target_for("judge") == 12 and closed.neutral == 30
+
+
+@pytest.mark.parametrize("path", sorted(SCHEME_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_scheme_runs_from_its_file(path):
+    scheme = load_scheme(str(path))
+    assert load_scheme(scheme.id).id == scheme.id  # reachable by id as well
+    assert scheme.grading is not None and scheme.components

@@ -53,6 +53,14 @@ def test_months_are_scored_and_every_total_is_explained(quarter):
     m = monthly.set_index(["month", "person_id"])
     expect = (weighted.reindex(m.index).fillna(0) + m.adjustment_total).clip(0, 120)
     assert (expect - m.total_score).abs().max() < 1e-9
+    # the quarter's survey round is reported by relation, delivered in March, never by rater
+    surveys = table(url, "mart_survey_result")
+    assert set(surveys.month) == {"2026-03"} and set(surveys.survey_period) == {"2026-Q1"}
+    assert not any("rater" in c and c != "raters" for c in surveys.columns)
+    responses = table(url, "survey_response")
+    per_relation = responses.groupby(["survey_id", "ratee_id", "relation"]).rater_hash.nunique()
+    got = surveys.set_index(["survey_id", "person_id", "relation"]).raters
+    assert (got.groupby(level=[0, 1, 2]).max() == per_relation.rename_axis(got.index.names)).all()
     # ranks start at 1 in every category and month; red flags go to rank 1
     assert (monthly.groupby(["month", "category"])["rank_in_scope"].min() == 1).all()
     assert (monthly.red_flag.astype(bool) == (monthly.rank_in_scope == 1)).all()

@@ -123,3 +123,20 @@ def test_case_rules_across_columns_quarantine_the_right_lines(tmp_path):
     assert q.index.tolist() == [41, 42, 43]
     assert "unknown panel member" in q[41] and "unknown panel member" not in q[42]
     assert len(v.accepted["cases"]) == 39
+
+
+@pytest.mark.parametrize("kind,ref", [("court", "court"), ("office", "office"), ("mixed", "demo")])
+def test_each_demo_scheme_takes_its_generated_organisation_whole(tmp_path, kind, ref):
+    from etl.generate import generate
+    from etl.sources import source_of
+
+    generate(tmp_path, 60, "2026-03", 1, seed=5, kind=kind)
+    files = [
+        {"source": source_of(p.name), "name": p.name, "sha256": p.name, "path": str(p)}
+        for p in sorted((tmp_path / "2026-03").iterdir())
+    ]
+    v = validate_month(files, "2026-03", load_scheme(ref), b"k")
+    assert {s: r.status for s, r in v.reports.items() if r.status != "absent"} == {
+        s: "accepted" for s in ("roster", "attendance", "surveys", "adjustments")
+    } | ({"cases": "accepted"} if kind != "office" else {})
+    assert v.quarantine.empty
