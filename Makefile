@@ -34,6 +34,7 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) -m bench.ingest
+	$(PY) -m bench.scoring
 
 clean:
 	rm -rf var .pytest_cache

@@ -480,12 +480,8 @@ def _revision() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def _header(month: str, pg_url: str, pg: tuple[str | None, str | None], dbs: list[str]) -> None:
-    print(
-        f"kaohe ingest benchmark at {_revision()}: {month}, scheme {SCHEME}, seed {SEED}; Python "
-        f"{platform.python_version()}, pandas {pd.__version__}, SQLite {sqlite3.sqlite_version}, "
-        f"{os.cpu_count()} cores"
-    )
+def print_pg_line(pg_url: str, pg: tuple[str | None, str | None], dbs: list[str]) -> None:
+    """Which PostgreSQL the cases use, or why they skip it."""
     shown = sa.make_url(pg_url).render_as_string(hide_password=True)
     if "postgresql" in dbs:
         version, why = pg
@@ -494,6 +490,15 @@ def _header(month: str, pg_url: str, pg: tuple[str | None, str | None], dbs: lis
             if version
             else f"PostgreSQL: skipped, cannot connect to {shown} ({why})"
         )
+
+
+def _header(month: str, pg_url: str, pg: tuple[str | None, str | None], dbs: list[str]) -> None:
+    print(
+        f"kaohe ingest benchmark at {_revision()}: {month}, scheme {SCHEME}, seed {SEED}; Python "
+        f"{platform.python_version()}, pandas {pd.__version__}, SQLite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} cores"
+    )
+    print_pg_line(pg_url, pg, dbs)
     print(
         "stage times are wall seconds without imports (GX etc.: 'imports s', paid once per worker"
         " process); 'cpu s' is the case process's CPU over the stages (not the database server's);"

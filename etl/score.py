@@ -17,6 +17,7 @@ from etl.warehouse import adjustment as adjustment_table
 from etl.warehouse import (
     attendance,
     bulk_insert,
+    bulk_read,
     case_snapshot,
     mart_adjustment,
     mart_bonus_allocation,
@@ -41,16 +42,6 @@ from scoring.timeline import months_of, parse_period, presence, shift_month
 LOOK_BACK_MONTHS = 12  # acceptance_rate sums the 12 months ending with the month
 
 
-def read(conn: Connection, table: sa.Table, *where: Any) -> pd.DataFrame:
-    """Rows of a table with dates as ISO text, as the scoring functions take them."""
-    cols = [
-        sa.cast(c, sa.Text).label(c.name) if isinstance(c.type, sa.Date) else c
-        for c in table.columns
-    ]
-    result = conn.execute(sa.select(*cols).where(*where))
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-
-
 def _replace(conn: Connection, table: sa.Table, key: dict[str, Any], rows: pd.DataFrame) -> int:
     """Delete the rows under `key` (values may be lists) and insert `rows` with the key filled."""
     conds = [table.c[k].in_(v) if isinstance(v, list) else table.c[k] == v for k, v in key.items()]
@@ -71,32 +62,74 @@ def months_to_score(conn: Connection, scheme_id: str, month: str) -> list[str]:
     return [month, *later]
 
 
+PEOPLE = ["month", "person_id", "name", "unit_id", "unit_name", "dept_id", "dept_name"]
+PEOPLE += ["category", "post_coefficient", "active_from", "active_to"]
+ACTIVE = ["month", "person_id", "active_from", "active_to"]
+DAYS = ["month", "person_id", "date", "status", "duty_filed", "duty_reviewed"]
+CASES = ["month", "case_id", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
+CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
+RATINGS = ["month", "survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
+
+
+def case_history(conn: Connection, scheme_id: str, first: str, last: str) -> pd.DataFrame:
+    """Per snapshot month and judge, the counts the look-back measures sum (closed, reversed,
+    remanded in that month), aggregated by the database: a year of a city's case extracts is
+    millions of rows, of which the look-back needs three numbers a judge and month."""
+    s = case_snapshot
+
+    def in_month(col: sa.Column) -> sa.ColumnElement:
+        return sa.func.substr(sa.cast(col, sa.Text), 1, 7) == s.c.month
+
+    def count(cond: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.sum(sa.case((cond, 1), else_=0))
+
+    decided = in_month(s.c.appeal_decided_on)
+    stmt = (
+        sa.select(
+            s.c.month,
+            s.c.judge_id.label("person_id"),
+            count(in_month(s.c.closed_on)).label("closed"),
+            count(decided & (s.c.appeal_outcome == "reversed")).label("reversed"),
+            count(decided & (s.c.appeal_outcome == "remanded")).label("remanded"),
+        )
+        .where(s.c.scheme_id == scheme_id, s.c.month.between(first, last))
+        .group_by(s.c.month, s.c.judge_id)
+    )
+    rows = conn.execute(stmt).fetchall()
+    frame = pd.DataFrame(rows, columns=["month", "person_id", "closed", "reversed", "remanded"])
+    return frame.astype({"closed": float, "reversed": float, "remanded": float})
+
+
 def _inputs(conn: Connection, scheme: Scheme, months: list[str]) -> dict[str, pd.DataFrame]:
+    """What scoring `months` reads: the months' own rows, the year's roster presence (closure
+    balance) and adjustments (yearly cap), and the case counts of the 12-month look-back."""
     sid, first, last = scheme.id, months[0], months[-1]
     year_start = f"{first[:4]}-01"
-    rost = read(conn, roster, roster.c.scheme_id == sid, roster.c.month.between(year_start, last))
+    r, a, c, v, j = roster, attendance, case_snapshot, survey_response, adjustment_table
+    people = bulk_read(conn, r, r.c.scheme_id == sid, r.c.month.in_(months), columns=PEOPLE)
+    earlier = bulk_read(
+        conn,
+        r,
+        r.c.scheme_id == sid,
+        r.c.month.between(year_start, last),
+        ~r.c.month.in_(months),
+        columns=ACTIVE,
+    )
     return {
-        "presence": presence(rost),
-        "attendance": read(
-            conn, attendance, attendance.c.scheme_id == sid, attendance.c.month.in_(months)
-        ),
-        "cases": read(
+        "people": presence(people),
+        "presence": presence(pd.concat([earlier, people[ACTIVE]], ignore_index=True)),
+        "attendance": bulk_read(conn, a, a.c.scheme_id == sid, a.c.month.in_(months), columns=DAYS),
+        "cases": bulk_read(conn, c, c.c.scheme_id == sid, c.c.month.in_(months), columns=CASES),
+        "history": case_history(conn, sid, shift_month(first, 1 - LOOK_BACK_MONTHS), last),
+        "surveys": bulk_read(
             conn,
-            case_snapshot,
-            case_snapshot.c.scheme_id == sid,
-            case_snapshot.c.month.between(shift_month(first, 1 - LOOK_BACK_MONTHS), last),
+            v,
+            v.c.scheme_id == sid,
+            v.c.month.in_(months) | v.c.period.in_(months),
+            columns=RATINGS,
         ),
-        "surveys": read(
-            conn,
-            survey_response,
-            survey_response.c.scheme_id == sid,
-            survey_response.c.month.in_(months) | survey_response.c.period.in_(months),
-        ),
-        "adjustments": read(
-            conn,
-            adjustment_table,
-            adjustment_table.c.scheme_id == sid,
-            adjustment_table.c.month.between(year_start, last),
+        "adjustments": bulk_read(
+            conn, j, j.c.scheme_id == sid, j.c.month.between(year_start, last)
         ),
     }
 
@@ -107,12 +140,16 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
     with engine.begin() as conn:
         months = months_to_score(conn, scheme.id, month)
         data = _inputs(conn, scheme, months)
-        pres = data["presence"]
-        in_months = pres[pres["month"].isin(months)]
-        measures = attendance_measures(data["attendance"], in_months[["month", "person_id"]]).merge(
-            case_measures(data["cases"], pres[["month", "person_id"]], scheme.long_pending_days),
-            on=["month", "person_id"],
-            how="left",
+        in_months = data["people"]
+        keys = in_months[["month", "person_id"]]
+        cases = case_measures(
+            data["cases"],
+            data["presence"][["month", "person_id"]],
+            scheme.long_pending_days,
+            history=data["history"],
+        )
+        measures = attendance_measures(data["attendance"], keys).merge(
+            cases, on=["month", "person_id"], how="left"
         )
         rated, relations = survey_scores(data["surveys"], scheme)
         summary: dict[str, Any] = {"months": months, "people": {}}
@@ -165,7 +202,7 @@ def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> di
     kind, months = parse_period(period)
     sid = scheme.id
     with engine.begin() as conn:
-        monthly = read(
+        monthly = bulk_read(
             conn,
             mart_monthly_score,
             mart_monthly_score.c.scheme_id == sid,
@@ -174,21 +211,23 @@ def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> di
         missing = sorted(set(months) - set(monthly["month"]))
         if monthly.empty:
             raise ValueError(f"{period}: no month of it has been scored")
-        components = read(
+        components = bulk_read(
             conn,
             mart_component_score,
             mart_component_score.c.scheme_id == sid,
             mart_component_score.c.month.in_(months),
         )
-        responses = read(
+        responses = bulk_read(
             conn,
             survey_response,
             survey_response.c.scheme_id == sid,
             survey_response.c.period.like(f"{period[:4]}%"),
         )
         rated, _ = survey_scores(responses, scheme)
-        noms = read(conn, nomination, nomination.c.scheme_id == sid, nomination.c.period == period)
-        last = read(conn, roster, roster.c.scheme_id == sid, roster.c.month == months[-1])
+        noms = bulk_read(
+            conn, nomination, nomination.c.scheme_id == sid, nomination.c.period == period
+        )
+        last = bulk_read(conn, roster, roster.c.scheme_id == sid, roster.c.month == months[-1])
         result = close_period(period, monthly, components, rated, noms, last, scheme)
         key = {"scheme_id": sid, "period": period}
         _replace(conn, mart_period_score, key, result.scores)

@@ -207,13 +207,19 @@ def _missed_streaks(group: np.ndarray, dates: pd.Series, filed: np.ndarray, n: i
 
 
 def case_measures(
-    snapshots: pd.DataFrame, presence: pd.DataFrame, long_pending_days: int = 365
+    snapshots: pd.DataFrame,
+    presence: pd.DataFrame,
+    long_pending_days: int = 365,
+    history: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Case measures for each (month, person_id) of `presence`, in its order.
 
     Month M reads only the snapshot extracted for M; the look-back measures additionally read the
     monthly counts of earlier snapshots (acceptance_rate) and of earlier presence months of the same
-    year (closure_balance), so `snapshots` and `presence` must carry those months too.
+    year (closure_balance), so `snapshots` and `presence` must carry those months too — or
+    `history` carries their counts (month, person_id, closed, reversed, remanded as judge), as the
+    warehouse aggregates them, for the snapshot months `snapshots` leaves out. Only the months whose
+    snapshot is given get every measure right; the others are there for the look-back.
     """
     out = _frame(presence)
     out["m"] = _month_numbers(out["month"])
@@ -225,6 +231,14 @@ def case_measures(
     s = snapshots if keep.all() else snapshots[keep]
     sm = sm[keep]
     monthly = _monthly_counts(s, sm, long_pending_days)
+    if history is not None and len(history):
+        hm = _month_numbers(history["month"])
+        use = np.isin(hm, window) & ~np.isin(hm, np.unique(sm))
+        earlier = history.loc[use, ["person_id", "closed", "reversed", "remanded"]].assign(
+            m=hm[use]
+        )
+        earlier["person_id"] = _text(earlier["person_id"])
+        monthly = pd.concat([monthly, earlier], ignore_index=True).fillna(0.0)
     rows = out.merge(monthly, how="left", on=["m", "person_id"])
     counts = monthly.columns.drop(["m", "person_id"])
     rows[counts] = rows[counts].fillna(0.0)

@@ -132,7 +132,7 @@ def close_period(
     cols = ["person_id", "scope", "score", "graded", "veto", *tiebreak]
     graded = grade(people[cols], grading, tiebreak)
     for c in ("rank_in_scope", "grade", "placed_by_tiebreak"):
-        scores[c] = graded[c].to_numpy()
+        scores[c] = graded[c].array  # keeps Int64 ranks whole where some are missing
     pace = scheme.pacesetters
     if pace is not None and pace.period == kind:
         headcount = roster_last.groupby("unit_id").size()

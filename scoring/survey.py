@@ -8,6 +8,7 @@ reaches a mart can tell which rater gave which score.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from scoring.scheme import Scheme
@@ -74,16 +75,31 @@ def survey_scores(responses: pd.DataFrame, scheme: Scheme) -> tuple[pd.DataFrame
     """
     params, items, relations = _settings(scheme)
     cols = [*ROUND, "rater_hash", "relation", "ratee_id", "item", "score"]
-    rows = responses[cols].merge(items, on="item", how="inner")
-    rows = rows[rows["score"].notna()].rename(columns={"ratee_id": "person_id", "score": "raw"})
+    code, distinct = pd.factorize(responses["item"])  # a handful of items: look each up once
+    by_item = items.set_index("item").reindex(pd.Index(distinct, dtype=object))
+    comp_of = np.append(by_item["component_id"].to_numpy(dtype=object), None)[code]
+    known = pd.notna(comp_of) & responses["score"].notna().to_numpy()
+    rows = responses.loc[known, cols].rename(columns={"ratee_id": "person_id", "score": "raw"})
+    rows["component_id"] = comp_of[known]
+    rows["item_weight"] = by_item["item_weight"].to_numpy(dtype=float)[code[known]]
     if rows.empty:
         return _empty(COMPONENT_COLUMNS), _empty(RELATION_COLUMNS)
-    rows = rows.merge(params, on="component_id", how="left")
+    # every key becomes an integer code once: a city round is millions of ratings, and grouping on
+    # text keys would hash the same strings again at every step
+    labels: dict[str, np.ndarray] = {}
+    for k in [*ROUND, "person_id", "component_id", "relation", "rater_hash"]:
+        rows[k], labels[k] = pd.factorize(rows[k])
+    for table in (params, relations):
+        table["component_id"] = pd.Index(labels["component_id"]).get_indexer(table["component_id"])
+    relations["relation"] = pd.Index(labels["relation"]).get_indexer(relations["relation"])
+    self_code = pd.Index(labels["relation"]).get_indexer([SELF])[0]
+    rows["normalise"] = rows["component_id"].map(params.set_index("component_id")["normalise"])
+    rows["normalise"] = rows["normalise"].fillna(False).astype(bool)
 
     # leniency correction (scheme.md, literally): a non-self point moves by (grand mean - the
     # rater's mean); the grand mean is over the non-self points of the component in the round,
     # the rater's mean over all their points for it, a self rating included
-    peer = rows["relation"].ne(SELF)
+    peer = rows["relation"].ne(self_code)
     in_round = [*ROUND, "component_id"]
     grand = rows["raw"].where(peer).groupby([rows[k] for k in in_round], sort=False)
     grand = grand.transform("mean")
@@ -106,7 +122,7 @@ def survey_scores(responses: pd.DataFrame, scheme: Scheme) -> tuple[pd.DataFrame
         .merge(relations, on=["component_id", "relation"], how="left")
     )
     rel["raters"] = rel["raters"].astype("int64")
-    rel["suppressed"] = (rel["raters"] < rel["min_raters"]) & rel["relation"].ne(SELF)
+    rel["suppressed"] = (rel["raters"] < rel["min_raters"]) & rel["relation"].ne(self_code)
     rel["relation_weight"] = rel["relation_weight"].fillna(0.0).where(~rel["suppressed"], 0.0)
 
     comp = _weighted(rel, COMPONENT_KEY, "relation_weight", ["score", "score_raw"])
@@ -115,6 +131,9 @@ def survey_scores(responses: pd.DataFrame, scheme: Scheme) -> tuple[pd.DataFrame
     for c in ("score", "score_raw"):
         comp[c] = comp[c].where(~comp["no_basis"], comp["neutral"]).astype(float)
 
+    for frame in (rel, comp):  # codes back to the ids people know
+        for k in [c for c in RELATION_KEY if c in frame]:
+            frame[k] = labels[k][frame[k].to_numpy()]
     relation_results = rel[RELATION_COLUMNS].sort_values(RELATION_KEY, ignore_index=True)
     component_scores = comp[COMPONENT_COLUMNS].sort_values(COMPONENT_KEY, ignore_index=True)
     component_scores["no_basis"] = component_scores["no_basis"].astype(bool)

@@ -414,19 +414,24 @@ def test_case_rates_without_a_denominator_have_no_basis():
     )
 
 
+def _reversed_in_april() -> dict:
+    """April's extract shows a case closed in January and reversed on 10 April."""
+    return _case(
+        "2024-04",
+        "J-2024-01-0",
+        filed_on="2024-01-01",
+        closed_on="2024-01-02",
+        outcome="judgment",
+        appeal_outcome="reversed",
+        appeal_decided_on="2024-04-10",
+    )
+
+
 def test_reversal_counts_in_the_month_decided_and_acceptance_looks_back():
     rows = [
         *_closed("2024-01", "J", 2),  # J-2024-01-0 is later reversed
         # April's extract: the January case, reversed on 10 April; and one April closure
-        _case(
-            "2024-04",
-            "J-2024-01-0",
-            filed_on="2024-01-01",
-            closed_on="2024-01-02",
-            outcome="judgment",
-            appeal_outcome="reversed",
-            appeal_decided_on="2024-04-10",
-        ),
+        _reversed_in_april(),
         *_closed("2024-04", "J", 1),
     ]
     presence = _presence(("2024-01", "J"), ("2024-04", "J"))
@@ -642,3 +647,26 @@ def test_measures_names_every_output_column():
     assert att.empty and cases.empty
     assert set(att.columns[2:]) | set(cases.columns[2:]) == MEASURES
     assert all(np.issubdtype(t, np.floating) for t in cases.dtypes.iloc[2:])
+
+
+def test_history_counts_stand_in_for_earlier_snapshots():
+    # the reversal test's months, but January given as the counts the warehouse aggregates
+    april = [
+        _reversed_in_april(),
+        *_closed("2024-04", "J", 1),
+    ]
+    history = pd.DataFrame(
+        {
+            "month": ["2024-01", "2024-04"],  # April's counts are ignored: its snapshot is given
+            "person_id": ["J", "J"],
+            "closed": [2.0, 99.0],
+            "reversed": [0.0, 99.0],
+            "remanded": [0.0, 0.0],
+        }
+    )
+    presence = _presence(("2024-01", "J"), ("2024-04", "J"))
+    result = case_measures(_snapshots(april), presence, history=history)
+    apr = _row(result, "2024-04", "J")
+    assert apr["cases.closed_count"] == 1 and apr["cases.reversal_count"] == 1
+    assert apr["cases.acceptance_rate"] == pytest.approx(2 / 3)  # 1 − 1/(2 + 1)
+    assert apr["cases.closure_balance"] == pytest.approx(2 / 3)  # mean (2 + 1)/2 = 1.5

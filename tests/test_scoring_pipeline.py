@@ -9,6 +9,8 @@ import pytest
 
 from etl.generate import generate
 from etl.pipeline import close_step, run_month, score_step
+from etl.warehouse import bulk_read, case_snapshot, engine_for
+from scoring.measures import case_measures
 from scoring.numbers import quota
 from tests.helpers import snapshot, table
 
@@ -95,3 +97,20 @@ def test_closing_the_quarter_grades_within_quotas(quarter):
     before = table(url, "mart_period_score")
     close_step("2026-Q1", "close-q1-again", "demo")
     assert table(url, "mart_period_score").equals(before)
+
+
+def test_look_back_from_aggregated_history_equals_reading_every_snapshot(quarter):
+    kaohe, _ = quarter
+    url = kaohe.warehouse_url
+    engine = engine_for(url)
+    with engine.connect() as conn:
+        snaps = bulk_read(conn, case_snapshot)
+    engine.dispose()
+    monthly = table(url, "mart_monthly_score")
+    direct = case_measures(snaps, monthly[["month", "person_id"]], 365)
+    direct = direct[direct.month == "2026-03"].set_index("person_id")
+    ind = table(url, "mart_indicator_score", "where month = '2026-03'")
+    stored = ind[ind.indicator_id == "acceptance"].set_index("person_id")["actual"]
+    assert len(stored) > 5
+    want = direct.loc[stored.index, "cases.acceptance_rate"]
+    assert ((stored - want).abs().fillna(0) < 1e-12).all() and stored.isna().equals(want.isna())
