@@ -371,6 +371,34 @@ def _column(values: pd.Series, kind: sa.types.TypeEngine) -> list[Any]:
     return values.astype(object).where(values.notna(), None).tolist()
 
 
+def _csv(df: pd.DataFrame, table: sa.Table) -> bytes:
+    """The frame as COPY CSV, written by Arrow in C++: a null is an empty field, every text value
+    is quoted (so an empty text stays empty text), numbers are written to round-trip exactly."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    data = pa.table({c: _arrow_column(df[c], table.c[c].type) for c in df.columns})
+    out = pa.BufferOutputStream()
+    pacsv.write_csv(data, out, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return out.getvalue().to_pybytes()
+
+
+def _arrow_column(values: pd.Series, kind: sa.types.TypeEngine) -> object:
+    """A column as an Arrow array of the warehouse type, converted whole (NaN and None: null)."""
+    import pyarrow as pa
+
+    if isinstance(kind, sa.JSON):
+        return pa.array(_column(values, kind), type=pa.string())
+    if isinstance(kind, sa.Boolean):
+        return pa.array(values, type=pa.bool_(), from_pandas=True)
+    if isinstance(kind, sa.Integer):
+        whole = values.astype("Int64") if values.dtype.kind in "fO" else values
+        return pa.array(whole, type=pa.int64(), from_pandas=True)
+    if isinstance(kind, sa.Float):
+        return pa.array(values.astype(float), type=pa.float64(), from_pandas=True)
+    return pa.array(values.astype("str"), type=pa.string(), from_pandas=True)
+
+
 def _rows(df: pd.DataFrame, table: sa.Table) -> Iterable[tuple]:
     return zip(*(_column(df[c], table.c[c].type) for c in df.columns), strict=True)
 
@@ -388,9 +416,9 @@ def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
     raw = conn.connection.dbapi_connection
     if conn.dialect.name == "postgresql":
         collist = ", ".join(f'"{c}"' for c in cols)
-        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({collist}) FROM STDIN') as cp:
-            for row in _rows(df, table):
-                cp.write_row(row)
+        copy = f'COPY "{table.name}" ({collist}) FROM STDIN (FORMAT csv)'
+        with raw.cursor() as cur, cur.copy(copy) as cp:
+            cp.write(_csv(df, table))
     elif conn.dialect.name == "sqlite":
         marks = ", ".join("?" for _ in cols)
         collist = ", ".join(f'"{c}"' for c in cols)
