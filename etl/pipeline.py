@@ -209,7 +209,10 @@ def score_step(loaded: dict[str, Any], cfg: Settings | None = None) -> dict[str,
         summary = score_months(engine, scheme, loaded["month"])
     finally:
         engine.dispose()
-    due = sorted(set(periods_ending(summary["months"])) | set(summary["periods_to_redo"]))
+    due = set(periods_ending(summary["months"])) | set(summary["periods_to_redo"])
+    if scheme.pacesetters is not None and scheme.pacesetters.period == "month":
+        due |= set(summary["months"])  # monthly pacesetters: every month is closed as a period
+    due = sorted(due)
     return {**summary, "scheme_ref": loaded["scheme_ref"], "scheme_id": scheme.id, "periods": due}
 
 

@@ -465,21 +465,30 @@ def bulk_read(
     return frame
 
 
-def _adbc_read(conn: Connection, sql: str) -> pd.DataFrame | None:
+def _adbc_target(conn: Connection) -> tuple[Any, str] | None:
+    """The ADBC driver module and what it connects to, or None where ADBC cannot follow."""
     url = conn.engine.url
     if conn.dialect.name == "sqlite" and url.database not in (None, "", ":memory:"):
         import adbc_driver_sqlite.dbapi as adbc
 
-        target = url.database
-    elif conn.dialect.name == "postgresql":
+        return adbc, url.database
+    if conn.dialect.name == "postgresql":
         import adbc_driver_postgresql.dbapi as adbc
 
-        target = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    else:
+        return adbc, url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return None
+
+
+def _adbc_read(conn: Connection, sql: str) -> pd.DataFrame | None:
+    target = _adbc_target(conn)
+    if target is None:
         return None
-    with adbc.connect(target) as db, db.cursor() as cur:
-        if conn.dialect.name == "sqlite":  # infer column types from the whole result, not the
-            # first 1,024 rows: a column NULL there and text later would otherwise fail
+    adbc, where = target
+    with adbc.connect(where) as db, db.cursor() as cur:
+        if conn.dialect.name == "sqlite":
+            cur.execute("PRAGMA busy_timeout = 60000")  # wait for a writer, as the engine does
+            # infer column types from the whole result, not the first 1,024 rows: a column NULL
+            # there and text later would otherwise fail
             cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(2**30)})
         cur.execute(sql)
         return cur.fetch_arrow_table().to_pandas()

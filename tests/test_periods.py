@@ -170,3 +170,26 @@ def test_calendar_of_periods():
     assert months_of("2026-Q2") == ["2026-04", "2026-05", "2026-06"]
     assert periods_ending(["2026-05", "2026-06"]) == ["2026-H1", "2026-Q2"]
     assert periods_ending(["2026-12"]) == ["2026", "2026-H2", "2026-Q4"]
+
+
+def test_a_month_closes_like_a_period_for_monthly_pacesetters():
+    text = textwrap.dedent(SCHEME).replace(
+        "period: quarter, share: 0.2", "period: month, share: 0.2"
+    )
+    s = parse_scheme(text)
+    rows = [("2026-03", p, v) for p, v in zip("ABCDE", (90.0, 85.0, 80.0, 75.0, 70.0), strict=True)]
+    comps = pd.DataFrame(columns=["month", "person_id", "component_id", "score"])
+    noms = pd.DataFrame(
+        columns=["person_id", "month", "source_file", "source_line", "reason", "approved_by"]
+    )
+    roster_last = pd.DataFrame({"person_id": list("ABCDE"), "unit_id": "u1"})
+    res = close_period("2026-03", monthly(rows), comps, NO_SURVEYS, noms, roster_last, s)
+    # floor(5 × 0.2) = 1 pacesetter by rank; the bonus is quarterly, so none for a month
+    assert res.scores.set_index("person_id")["pacesetter"].to_dict() == {
+        "A": True,
+        "B": False,
+        "C": False,
+        "D": False,
+        "E": False,
+    }
+    assert res.bonus is None

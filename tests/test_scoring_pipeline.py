@@ -12,6 +12,7 @@ from etl.pipeline import close_step, run_month, score_step
 from etl.warehouse import bulk_read, case_snapshot, engine_for
 from scoring.measures import case_measures
 from scoring.numbers import quota
+from scoring.scheme import SCHEME_DIR as ROOT_SCHEMES
 from tests.helpers import snapshot, table
 
 
@@ -114,3 +115,31 @@ def test_look_back_from_aggregated_history_equals_reading_every_snapshot(quarter
     assert len(stored) > 5
     want = direct.loc[stored.index, "cases.acceptance_rate"]
     assert ((stored - want).abs().fillna(0) < 1e-12).all() and stored.isna().equals(want.isna())
+
+
+def test_quarter_bonus_and_pacesetters_reach_their_marts(kaohe, tmp_path):
+    """A scheme that decides pacesetters and the bonus on the quarter: every unit's allocation
+    sums to its pool to the cent, and nominations beyond a unit's cap are kept with a reason."""
+    text = (ROOT_SCHEMES / "demo.yaml").read_text(encoding="utf-8")
+    text = text.replace("pacesetters:\n  period: half", "pacesetters:\n  period: quarter")
+    text = text.replace("bonus:\n  period: year", "bonus:\n  period: quarter")
+    scheme = tmp_path / "quarterly.yaml"
+    scheme.write_text(text, encoding="utf-8")
+    generate(Path(kaohe.inbox), 60, "2026-01", 3, seed=13)
+    for m in ("2026-01", "2026-02", "2026-03"):
+        score_step(run_month(m, f"q-{m}", str(scheme)))
+    close_step("2026-Q1", "close", str(scheme))
+    url = kaohe.warehouse_url
+    period = table(url, "mart_period_score")
+    bonus = table(url, "mart_bonus_allocation")
+    graded = period[period.graded.astype(bool)]
+    # per_capita ¥6,000 × the unit's graded headcount, in cents, allocated exactly
+    pools = graded.groupby("unit_id").size() * 6000 * 100
+    assert bonus.groupby("unit_id").amount_cents.sum().to_dict() == pools.to_dict()
+    assert set(bonus.person_id) == set(graded.person_id)
+    # pacesetters: floor(10 % of each category's graded, non-vetoed people) by rank
+    pace = period[period.pacesetter.astype(bool)]
+    by_rank = pace[pace.pacesetter_route == "rank"].groupby("category").size()
+    eligible = graded[~graded.veto.astype(bool)].groupby("category").size()
+    assert set(by_rank.index) == set(eligible[eligible >= 10].index)
+    assert (by_rank == eligible[by_rank.index] * 10 // 100).all()
