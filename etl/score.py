@@ -37,7 +37,7 @@ from scoring.monthly import month_scores
 from scoring.periods import close_period
 from scoring.scheme import Scheme
 from scoring.survey import survey_scores
-from scoring.timeline import months_of, parse_period, presence, shift_month
+from scoring.timeline import months_of, parse_period, periods_inside, presence, shift_month
 
 LOOK_BACK_MONTHS = 12  # acceptance_rate sums the 12 months ending with the month
 
@@ -221,7 +221,8 @@ def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> di
             conn,
             survey_response,
             survey_response.c.scheme_id == sid,
-            survey_response.c.period.like(f"{period[:4]}%"),
+            survey_response.c.period.in_(periods_inside(period)),
+            columns=RATINGS,
         )
         rated, _ = survey_scores(responses, scheme)
         noms = bulk_read(

@@ -36,6 +36,14 @@ def months_of(period: str) -> list[str]:
     return parse_period(period)[1]
 
 
+def periods_inside(period: str) -> list[str]:
+    """Every calendar period that lies wholly inside `period`, itself included (a survey round
+    over any of them feeds the period's components)."""
+    months = months_of(period)
+    candidates = {p for m in months for p in (m, *periods_of(m))}
+    return sorted(p for p in candidates if set(months_of(p)) <= set(months))
+
+
 def periods_of(month: str) -> list[str]:
     """The quarter, half and year that contain a month (the month itself not included)."""
     y, m = int(month[:4]), int(month[5:7])

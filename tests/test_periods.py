@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from scoring.periods import close_period, period_scores
 from scoring.scheme import parse_scheme
-from scoring.timeline import months_of, parse_period, periods_ending
+from scoring.timeline import months_of, parse_period, periods_ending, periods_inside
 
 SCHEME = """
 id: t-2026
@@ -170,6 +170,12 @@ def test_calendar_of_periods():
     assert months_of("2026-Q2") == ["2026-04", "2026-05", "2026-06"]
     assert periods_ending(["2026-05", "2026-06"]) == ["2026-H1", "2026-Q2"]
     assert periods_ending(["2026-12"]) == ["2026", "2026-H2", "2026-Q4"]
+    # the rounds that can feed a half: its months, its quarters and itself, not the year
+    assert periods_inside("2026-H1") == [f"2026-0{m}" for m in range(1, 7)] + [
+        "2026-H1",
+        "2026-Q1",
+        "2026-Q2",
+    ]
 
 
 def test_a_month_closes_like_a_period_for_monthly_pacesetters():
