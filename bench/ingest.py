@@ -198,7 +198,7 @@ def probe_sources(inbox: str, month: str, work: str) -> dict[str, Any]:
 
     The floor must write exactly the rows the pipeline loads, so validation runs here once (without
     Data Docs: its time is the rules-only share of the validate stage) and its accepted rows,
-    quarantine and file list are kept as parquet, as validate_step stages them.
+    quarantine and file list are staged as validate_step stages them.
     """
     from etl.pipeline import write_stage
     from etl.validate import validate_month

@@ -111,19 +111,24 @@ def write_stage(result: MonthValidation, stage: Path) -> None:
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
+    # Arrow IPC files, uncompressed: the stage lives minutes, and writing it is on the clock
     for source, frame in result.accepted.items():
-        frame.to_parquet(stage / f"{source}.parquet", index=False)
-    result.quarantine.to_parquet(stage / "_quarantine.parquet", index=False)
-    result.files_frame().to_parquet(stage / "_files.parquet", index=False)
+        _feather(frame, stage / f"{source}.arrow")
+    _feather(result.quarantine, stage / "_quarantine.arrow")
+    _feather(result.files_frame(), stage / "_files.arrow")
+
+
+def _feather(frame: pd.DataFrame, path: Path) -> None:
+    frame.reset_index(drop=True).to_feather(path, compression="uncompressed")
 
 
 def read_stage(stage: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
     """The accepted rows per source, the quarantine and the file list that write_stage kept."""
-    accepted = {p.stem: pd.read_parquet(p) for p in stage.glob("[!_]*.parquet")}
+    accepted = {p.stem: pd.read_feather(p) for p in stage.glob("[!_]*.arrow")}
     return (
         accepted,
-        pd.read_parquet(stage / "_quarantine.parquet"),
-        pd.read_parquet(stage / "_files.parquet"),
+        pd.read_feather(stage / "_quarantine.arrow"),
+        pd.read_feather(stage / "_files.arrow"),
     )
 
 
