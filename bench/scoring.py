@@ -882,28 +882,25 @@ def main(argv: list[str] | None = None) -> int:
     done: dict[tuple[str, int, str], dict[str, Any]] = {}
     start = time.perf_counter()
     try:
-        for size in args.sizes:
-            print(f"\n== one month ({args.month}), {size:,} people ==")
+
+        def cases(kind: str, size: int) -> list[tuple[Case, dict[str, Any]]]:
             results = []
             for db in dbs:
-                case = Case("month", size, db)
+                case = Case(kind, size, db)
                 r = run_case(case, args.month, root, pg_url, args.profile)
                 print_setup(case, r)
                 results.append((case, r))
-                done[("month", size, db)] = r
-            print_month_cases(results)
+                done[(kind, size, db)] = r
+            return results
+
+        for size in args.sizes:
+            print(f"\n== one month ({args.month}), {size:,} people ==")
+            print_month_cases(cases("month", size))
         for size in args.year_sizes:
             print(
                 f"\n== one year ({YEAR}: 12 months, then {', '.join(PERIODS)}), {size:,} people =="
             )
-            results = []
-            for db in dbs:
-                case = Case("year", size, db)
-                r = run_case(case, args.month, root, pg_url, args.profile)
-                print_setup(case, r)
-                results.append((case, r))
-                done[("year", size, db)] = r
-            print_year(size, results)
+            print_year(size, cases("year", size))
         print_targets(args.month, done, dbs)
         print(f"\nbenchmark wall time {time.perf_counter() - start:.0f} s")
     finally:

@@ -8,7 +8,6 @@ rerun touches a closed period), `announce` updates the PERIODS_DUE asset, which 
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -22,7 +21,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from etl.dag_support import PERIODS_DUE, mark_failed
+from etl.dag_support import DEFAULT_ARGS, PERIODS_DUE
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
@@ -52,11 +51,7 @@ MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
             description="take changed inbox files even for an already loaded month",
         ),
     },
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "on_failure_callback": mark_failed,
-    },
+    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
 )
 def kaohe_monthly() -> None:

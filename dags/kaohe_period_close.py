@@ -8,13 +8,12 @@ closing it again replaces it.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from etl.dag_support import PERIODS_DUE, mark_failed
+from etl.dag_support import DEFAULT_ARGS, PERIODS_DUE
 
 PERIOD_PATTERN = r"^\d{4}(-(Q[1-4]|H[12]|0[1-9]|1[0-2]))?$"
 
@@ -35,11 +34,7 @@ PERIOD_PATTERN = r"^\d{4}(-(Q[1-4]|H[12]|0[1-9]|1[0-2]))?$"
         ),
         "scheme": Param(None, type=["null", "string"], description="scheme id or path"),
     },
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "on_failure_callback": mark_failed,
-    },
+    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
 )
 def kaohe_period_close() -> None:

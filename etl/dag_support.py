@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Asset
@@ -15,3 +16,11 @@ def mark_failed(context: Any) -> None:
     from etl.pipeline import fail_run
 
     fail_run(context["run_id"], f"{context['ti'].task_id}: {context.get('exception')}")
+
+
+# every kaohe task: transient errors are retried; a failure is written to mart_run
+DEFAULT_ARGS = {
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "on_failure_callback": mark_failed,
+}

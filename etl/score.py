@@ -50,9 +50,14 @@ def _replace(conn: Connection, table: sa.Table, key: dict[str, Any], rows: pd.Da
     return bulk_insert(conn, table, rows.assign(**fixed))
 
 
+def _present(conn: Connection, column: sa.Column, scheme_id: str) -> list[str]:
+    """The distinct months or periods a mart holds for a scheme."""
+    q = sa.select(column).distinct().where(column.table.c.scheme_id == scheme_id)
+    return sorted(conn.scalars(q))
+
+
 def scored_months(conn: Connection, scheme_id: str) -> list[str]:
-    q = sa.select(mart_monthly_score.c.month).distinct()
-    return sorted(conn.scalars(q.where(mart_monthly_score.c.scheme_id == scheme_id)))
+    return _present(conn, mart_monthly_score.c.month, scheme_id)
 
 
 def months_to_score(conn: Connection, scheme_id: str, month: str) -> list[str]:
@@ -193,8 +198,7 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
 
 
 def closed_periods(conn: Connection, scheme_id: str) -> list[str]:
-    q = sa.select(mart_period_score.c.period).distinct()
-    return sorted(conn.scalars(q.where(mart_period_score.c.scheme_id == scheme_id)))
+    return _present(conn, mart_period_score.c.period, scheme_id)
 
 
 def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> dict[str, Any]:

@@ -55,6 +55,11 @@ def _per_category(people: pd.DataFrame, values: dict[str, float | None]) -> pd.S
     return people["category"].map(values).astype(float)
 
 
+def _weight(people: pd.DataFrame, comp: Component, scheme: Scheme) -> pd.Series:
+    """Each person's monthly weight on a component, by their category (0: not assessed on it)."""
+    return _per_category(people, {k: comp.weight_for(k) for k in scheme.categories})
+
+
 def _indicator(ind: Indicator, comp: Component, rows: pd.DataFrame, scheme: Scheme) -> pd.DataFrame:
     """One indicator for everyone assessed on its component (scheme.md "Indicator score")."""
     actual = (
@@ -96,7 +101,7 @@ def indicator_scores(people: pd.DataFrame, measures: pd.DataFrame, scheme: Schem
     )
     parts = []
     for comp in scheme.components:
-        assessed = _per_category(base, {k: comp.weight_for(k) for k in scheme.categories}) > 0
+        assessed = _weight(base, comp, scheme) > 0
         rows = base[assessed]
         parts += [_indicator(ind, comp, rows, scheme) for ind in comp.indicators]
     if not parts:
@@ -119,7 +124,7 @@ def component_scores(
     for comp in scheme.components:
         if comp.survey is None:
             continue
-        weight = _per_category(people, {k: comp.weight_for(k) for k in scheme.categories})
+        weight = _weight(people, comp, scheme)
         who = people.loc[weight > 0, ["person_id"]]
         if who.empty:
             continue

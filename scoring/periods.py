@@ -16,7 +16,7 @@ from scoring.bonus import allocate
 from scoring.grading import grade
 from scoring.pacesetters import pick_pacesetters
 from scoring.scheme import Scheme
-from scoring.timeline import months_of, parse_period, scope_key
+from scoring.timeline import months_of, parse_period, periods_inside, scope_key
 
 PERIOD_COLUMNS = [
     "person_id",
@@ -46,13 +46,6 @@ class PeriodResult:
     messages: list[str] = field(default_factory=list)
 
 
-def _round_inside(round_period: pd.Series, period: str) -> pd.Series:
-    """Whether each survey round's period lies inside `period` (a Q1 round inside H1 and 2026)."""
-    inside = set(months_of(period))
-    verdict = {p: set(months_of(p)) <= inside for p in round_period.unique()}
-    return round_period.map(verdict).astype(bool)
-
-
 def period_scores(
     period: str, monthly: pd.DataFrame, surveys: pd.DataFrame, scheme: Scheme
 ) -> pd.DataFrame:
@@ -75,7 +68,7 @@ def period_scores(
     given = pd.Series(0.0, index=out.index)  # weight of the period components with a basis
     if rules.components and len(surveys):
         rated = surveys[~surveys["no_basis"].astype(bool)]
-        rated = rated[_round_inside(rated["period"], period)]
+        rated = rated[rated["period"].isin(periods_inside(period))]
         for cid, w in rules.components.items():
             mean = rated[rated["component_id"] == cid].groupby("person_id")["score"].mean()
             score = out.index.to_series().map(mean)
