@@ -240,7 +240,8 @@ def floor_tables(work: Path, scheme_id: str, month: str) -> list[tuple[sa.Table,
 def floor_write(url: str, tables: list[tuple[sa.Table, pd.DataFrame]]) -> dict[str, float]:
     """bulk_insert of every table in one transaction on a fresh schema: seconds per table and the
     whole transaction (`total`, commit included)."""
-    from etl.warehouse import bulk_insert, create_schema, engine_for
+    from etl.bulk import bulk_insert
+    from etl.warehouse import create_schema, engine_for
 
     engine = engine_for(url)
     t: dict[str, float] = {}

@@ -492,7 +492,8 @@ def case_tables(
 # --- the two children: load, then score -----------------------------------------------------------
 def setup_case(size: int, kind: str, month: str, url: str) -> dict[str, Any]:
     """A fresh schema filled with the case's rows; seconds generating and inserting."""
-    from etl.warehouse import bulk_insert, create_schema, engine_for, md
+    from etl.bulk import bulk_insert
+    from etl.warehouse import create_schema, engine_for, md
     from scoring.scheme import load_scheme
 
     scheme = load_scheme(SCHEME)
@@ -537,7 +538,7 @@ def setup_case(size: int, kind: str, month: str, url: str) -> dict[str, Any]:
 
 class _Meter:
     """Wall seconds of wrapped functions by label; a call inside another metered call is part of
-    the outer one (bulk_insert inside _replace is write time once)."""
+    the outer one (a Writer.replace inside _replace is write time once)."""
 
     def __init__(self) -> None:
         self.t: dict[str, float] = defaultdict(float)
@@ -562,9 +563,10 @@ class _Meter:
         return out
 
 
-# what etl.score calls, metered by patching its module globals (the code is not edited)
-READ = ("bulk_read", "case_history")
-WRITE = ("_replace", "bulk_insert")
+# what etl.score calls, metered by patching its module globals (the code is not edited); the
+# reads run in parallel threads inside _inputs and _period_inputs, so their wall time is metered
+READ = ("_inputs", "_period_inputs")
+WRITE = ("_replace",)
 COMPUTE = (
     "presence",
     "attendance_measures",
@@ -580,6 +582,7 @@ def score_case(kind: str, month: str, url: str, profile: str | None) -> dict[str
     read (queries to frames), compute (scoring/), write (deletes and bulk inserts) and the rest
     (glue, small queries, commit)."""
     import etl.score as score
+    from etl.bulk import Writer
     from etl.warehouse import engine_for
     from scoring.scheme import load_scheme
 
@@ -595,6 +598,7 @@ def score_case(kind: str, month: str, url: str, profile: str | None) -> dict[str
         setattr(score, name, meter.wrap(getattr(score, name), "read"))
     for name in WRITE:
         setattr(score, name, meter.wrap(getattr(score, name), "write"))
+    Writer.replace = meter.wrap(Writer.replace, "write")
     for name in COMPUTE:
         setattr(score, name, meter.wrap(getattr(score, name), name))
     base = _peak_mib()

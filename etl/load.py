@@ -12,9 +12,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from etl.bulk import bulk_insert
 from etl.warehouse import (
     SOURCE_TABLE,
-    bulk_insert,
     case_snapshot,
     cases,
     loaded_file,

@@ -7,17 +7,17 @@ one run leaves and a failure leaves the previous result whole.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
+from etl.bulk import Reader, Writer, reading, writing
 from etl.warehouse import adjustment as adjustment_table
 from etl.warehouse import (
     attendance,
-    bulk_insert,
-    bulk_read,
     case_snapshot,
     mart_adjustment,
     mart_bonus_allocation,
@@ -42,28 +42,25 @@ from scoring.timeline import months_of, parse_period, periods_inside, presence, 
 LOOK_BACK_MONTHS = 12  # acceptance_rate sums the 12 months ending with the month
 
 
-def _replace(conn: Connection, table: sa.Table, key: dict[str, Any], rows: pd.DataFrame) -> int:
-    """Delete the rows under `key` (values may be lists) and insert `rows` with the key filled."""
-    conds = [table.c[k].in_(v) if isinstance(v, list) else table.c[k] == v for k, v in key.items()]
-    conn.execute(table.delete().where(*conds))
-    fixed = {k: v for k, v in key.items() if not isinstance(v, list)}
-    return bulk_insert(conn, table, rows.assign(**fixed))
+def _replace(out: Writer, table: sa.Table, key: dict[str, Any], rows: pd.DataFrame) -> int:
+    """Delete the rows under `key` and insert `rows` with the key filled."""
+    return out.replace(table, rows.assign(**key), *(table.c[k] == v for k, v in key.items()))
 
 
-def _present(conn: Connection, column: sa.Column, scheme_id: str) -> list[str]:
-    """The distinct months or periods a mart holds for a scheme."""
-    q = sa.select(column).distinct().where(column.table.c.scheme_id == scheme_id)
-    return sorted(conn.scalars(q))
+def scored_months(read: Reader, scheme_id: str) -> list[str]:
+    c = mart_monthly_score.c
+    return read.values(c.month, c.scheme_id == scheme_id)
 
 
-def scored_months(conn: Connection, scheme_id: str) -> list[str]:
-    return _present(conn, mart_monthly_score.c.month, scheme_id)
+def closed_periods(read: Reader, scheme_id: str) -> list[str]:
+    c = mart_period_score.c
+    return read.values(c.period, c.scheme_id == scheme_id)
 
 
-def months_to_score(conn: Connection, scheme_id: str, month: str) -> list[str]:
+def months_to_score(read: Reader, scheme_id: str, month: str) -> list[str]:
     """The month and every later month of its year already scored: their look-back measures and
     yearly bonus caps depend on it (scheme.md, "rerunning a month")."""
-    later = [m for m in scored_months(conn, scheme_id) if m > month and m[:4] == month[:4]]
+    later = [m for m in scored_months(read, scheme_id) if m > month and m[:4] == month[:4]]
     return [month, *later]
 
 
@@ -74,12 +71,14 @@ DAYS = ["month", "person_id", "date", "status", "duty_filed", "duty_reviewed"]
 CASES = ["month", "case_id", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
 RATINGS = ["month", "survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
+READERS = 2  # parallel reads: on a 2-core machine the database or the driver fills the other core
 
 
-def case_history(conn: Connection, scheme_id: str, first: str, last: str) -> pd.DataFrame:
+def case_history(read: Reader, scheme_id: str, months: list[str]) -> pd.DataFrame:
     """Per snapshot month and judge, the counts the look-back measures sum (closed, reversed,
     remanded in that month), aggregated by the database: a year of a city's case extracts is
-    millions of rows, of which the look-back needs three numbers a judge and month."""
+    millions of rows, of which the look-back needs three numbers a judge and month. The snapshot
+    months being scored are left out: they are read whole."""
     s = case_snapshot
 
     def in_month(col: sa.Column) -> sa.ColumnElement:
@@ -89,6 +88,7 @@ def case_history(conn: Connection, scheme_id: str, first: str, last: str) -> pd.
         return sa.func.sum(sa.case((cond, 1), else_=0))
 
     decided = in_month(s.c.appeal_decided_on)
+    first = shift_month(months[0], 1 - LOOK_BACK_MONTHS)
     stmt = (
         sa.select(
             s.c.month,
@@ -97,67 +97,79 @@ def case_history(conn: Connection, scheme_id: str, first: str, last: str) -> pd.
             count(decided & (s.c.appeal_outcome == "reversed")).label("reversed"),
             count(decided & (s.c.appeal_outcome == "remanded")).label("remanded"),
         )
-        .where(s.c.scheme_id == scheme_id, s.c.month.between(first, last))
+        .where(
+            s.c.scheme_id == scheme_id,
+            s.c.month.between(first, months[-1]),
+            s.c.month.not_in(months),
+        )
         .group_by(s.c.month, s.c.judge_id)
     )
-    rows = conn.execute(stmt).fetchall()
-    frame = pd.DataFrame(rows, columns=["month", "person_id", "closed", "reversed", "remanded"])
+    frame = read.query(stmt)
     return frame.astype({"closed": float, "reversed": float, "remanded": float})
 
 
-def _inputs(conn: Connection, scheme: Scheme, months: list[str]) -> dict[str, pd.DataFrame]:
+def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.DataFrame]:
     """What scoring `months` reads: the months' own rows, the year's roster presence (closure
-    balance) and adjustments (yearly cap), and the case counts of the 12-month look-back."""
-    sid, first, last = scheme.id, months[0], months[-1]
-    year_start = f"{first[:4]}-01"
+    balance) and adjustments (yearly cap), and the case counts of the 12-month look-back. The
+    reads run side by side, largest first."""
+    sid, last = scheme.id, months[-1]
+    year_start = f"{months[0][:4]}-01"
     r, a, c, v, j = roster, attendance, case_snapshot, survey_response, adjustment_table
-    people = bulk_read(conn, r, r.c.scheme_id == sid, r.c.month.in_(months), columns=PEOPLE)
-    earlier = bulk_read(
-        conn,
-        r,
-        r.c.scheme_id == sid,
-        r.c.month.between(year_start, last),
-        ~r.c.month.in_(months),
-        columns=ACTIVE,
-    )
-    return {
-        "people": presence(people),
-        "presence": presence(pd.concat([earlier, people[ACTIVE]], ignore_index=True)),
-        "attendance": bulk_read(conn, a, a.c.scheme_id == sid, a.c.month.in_(months), columns=DAYS),
-        "cases": bulk_read(conn, c, c.c.scheme_id == sid, c.c.month.in_(months), columns=CASES),
-        "history": case_history(conn, sid, shift_month(first, 1 - LOOK_BACK_MONTHS), last),
-        "surveys": bulk_read(
-            conn,
-            v,
-            v.c.scheme_id == sid,
-            v.c.month.in_(months) | v.c.period.in_(months),
-            columns=RATINGS,
+    jobs: dict[str, Callable[[], pd.DataFrame]] = {
+        "attendance": lambda: read.frame(
+            a, a.c.scheme_id == sid, a.c.month.in_(months), columns=DAYS
         ),
-        "adjustments": bulk_read(
-            conn, j, j.c.scheme_id == sid, j.c.month.between(year_start, last)
+        "surveys": lambda: read.frame(
+            v, v.c.scheme_id == sid, v.c.month.in_(months) | v.c.period.in_(months), columns=RATINGS
+        ),
+        "cases": lambda: read.frame(c, c.c.scheme_id == sid, c.c.month.in_(months), columns=CASES),
+        "history": lambda: case_history(read, sid, months),
+        "people": lambda: read.frame(
+            r, r.c.scheme_id == sid, r.c.month.in_(months), columns=PEOPLE
+        ),
+        "earlier": lambda: read.frame(
+            r,
+            r.c.scheme_id == sid,
+            r.c.month.between(year_start, last),
+            ~r.c.month.in_(months),
+            columns=ACTIVE,
+        ),
+        "adjustments": lambda: read.frame(
+            j, j.c.scheme_id == sid, j.c.month.between(year_start, last)
         ),
     }
+    data = read.all(jobs, READERS)
+    people = data["people"]
+    data["presence"] = presence(pd.concat([data.pop("earlier"), people[ACTIVE]], ignore_index=True))
+    data["people"] = presence(people)
+    return data
+
+
+def _measures(data: dict[str, pd.DataFrame], keys: pd.DataFrame, scheme: Scheme) -> pd.DataFrame:
+    cases = case_measures(
+        data["cases"],
+        data["presence"][["month", "person_id"]],
+        scheme.long_pending_days,
+        history=data["history"],
+    )
+    return attendance_measures(data["attendance"], keys).merge(
+        cases, on=["month", "person_id"], how="left"
+    )
 
 
 def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
     """Score `month` and the later scored months of its year; replace their marts in one
     transaction. Returns what was scored and the closed periods that must be closed again."""
-    with engine.begin() as conn:
-        months = months_to_score(conn, scheme.id, month)
-        data = _inputs(conn, scheme, months)
-        in_months = data["people"]
-        keys = in_months[["month", "person_id"]]
-        cases = case_measures(
-            data["cases"],
-            data["presence"][["month", "person_id"]],
-            scheme.long_pending_days,
-            history=data["history"],
-        )
-        measures = attendance_measures(data["attendance"], keys).merge(
-            cases, on=["month", "person_id"], how="left"
-        )
-        rated, relations = survey_scores(data["surveys"], scheme)
-        summary: dict[str, Any] = {"months": months, "people": {}}
+    with reading(engine) as read:
+        months = months_to_score(read, scheme.id, month)
+        data = _inputs(read, scheme, months)
+        closed = closed_periods(read, scheme.id)
+    # person order is the marts' key order, which makes their indexes cheap to fill
+    in_months = data["people"].sort_values(["month", "person_id"], ignore_index=True)
+    measures = _measures(data, in_months[["month", "person_id"]], scheme)
+    rated, relations = survey_scores(data["surveys"], scheme)
+    summary: dict[str, Any] = {"months": months, "people": {}}
+    with writing(engine) as out:
         for m in months:
             result = month_scores(
                 m,
@@ -168,11 +180,11 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
                 scheme,
             )
             key = {"scheme_id": scheme.id, "month": m}
-            _replace(conn, mart_monthly_score, key, result.monthly)
-            _replace(conn, mart_indicator_score, key, result.indicators)
-            _replace(conn, mart_component_score, key, result.components)
-            _replace(conn, mart_adjustment, key, result.adjustments)
-            _replace(conn, mart_department_score, key, result.departments)
+            _replace(out, mart_monthly_score, key, result.monthly)
+            _replace(out, mart_indicator_score, key, result.indicators)
+            _replace(out, mart_component_score, key, result.components)
+            _replace(out, mart_adjustment, key, result.adjustments)
+            _replace(out, mart_department_score, key, result.departments)
             summary["people"][m] = len(result.monthly)
         surveys = data["surveys"]
         delivered = (  # each round is reported in the (first) month whose extract delivered it
@@ -183,64 +195,55 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
         results = relations.merge(delivered, on=["survey_id", "period"]).rename(
             columns={"period": "survey_period"}
         )
-        conn.execute(
-            mart_survey_result.delete().where(
-                mart_survey_result.c.scheme_id == scheme.id,
-                mart_survey_result.c.month.in_(months)
-                | mart_survey_result.c.survey_id.in_(delivered["survey_id"].unique().tolist()),
-            )
+        s = mart_survey_result.c
+        out.replace(
+            mart_survey_result,
+            results.assign(scheme_id=scheme.id),
+            s.scheme_id == scheme.id,
+            s.month.in_(months) | s.survey_id.in_(delivered["survey_id"].unique().tolist()),
         )
-        bulk_insert(conn, mart_survey_result, results.assign(scheme_id=scheme.id))
-        summary["periods_to_redo"] = sorted(
-            p for p in closed_periods(conn, scheme.id) if set(months_of(p)) & set(months)
-        )
+    summary["periods_to_redo"] = sorted(p for p in closed if set(months_of(p)) & set(months))
     return summary
 
 
-def closed_periods(conn: Connection, scheme_id: str) -> list[str]:
-    return _present(conn, mart_period_score.c.period, scheme_id)
+def _period_inputs(read: Reader, sid: str, period: str) -> dict[str, pd.DataFrame]:
+    """What closing `period` reads: its months' scores, the survey rounds inside it, its
+    nominations and the roster of its last month."""
+    months = months_of(period)
+    m, c, v, n, r = mart_monthly_score, mart_component_score, survey_response, nomination, roster
+    jobs: dict[str, Callable[[], pd.DataFrame]] = {
+        "monthly": lambda: read.frame(m, m.c.scheme_id == sid, m.c.month.in_(months)),
+        "components": lambda: read.frame(c, c.c.scheme_id == sid, c.c.month.in_(months)),
+        "responses": lambda: read.frame(
+            v, v.c.scheme_id == sid, v.c.period.in_(periods_inside(period)), columns=RATINGS
+        ),
+        "nominations": lambda: read.frame(n, n.c.scheme_id == sid, n.c.period == period),
+        "last": lambda: read.frame(r, r.c.scheme_id == sid, r.c.month == months[-1]),
+    }
+    return read.all(jobs, READERS)
 
 
 def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> dict[str, Any]:
     """Period scores, grades, pacesetters and bonus of one period, replaced in one transaction."""
     kind, months = parse_period(period)
-    sid = scheme.id
-    with engine.begin() as conn:
-        monthly = bulk_read(
-            conn,
-            mart_monthly_score,
-            mart_monthly_score.c.scheme_id == sid,
-            mart_monthly_score.c.month.in_(months),
-        )
-        missing = sorted(set(months) - set(monthly["month"]))
-        if monthly.empty:
-            raise ValueError(f"{period}: no month of it has been scored")
-        components = bulk_read(
-            conn,
-            mart_component_score,
-            mart_component_score.c.scheme_id == sid,
-            mart_component_score.c.month.in_(months),
-        )
-        responses = bulk_read(
-            conn,
-            survey_response,
-            survey_response.c.scheme_id == sid,
-            survey_response.c.period.in_(periods_inside(period)),
-            columns=RATINGS,
-        )
-        rated, _ = survey_scores(responses, scheme)
-        noms = bulk_read(
-            conn, nomination, nomination.c.scheme_id == sid, nomination.c.period == period
-        )
-        last = bulk_read(conn, roster, roster.c.scheme_id == sid, roster.c.month == months[-1])
-        result = close_period(period, monthly, components, rated, noms, last, scheme)
-        key = {"scheme_id": sid, "period": period}
-        _replace(conn, mart_period_score, key, result.scores)
-        bonus = result.bonus if result.bonus is not None else pd.DataFrame()
-        _replace(conn, mart_bonus_allocation, key, bonus)
-        refused = result.refused_nominations
+    with reading(engine) as read:
+        data = _period_inputs(read, scheme.id, period)
+    monthly = data["monthly"]
+    if monthly.empty:
+        raise ValueError(f"{period}: no month of it has been scored")
+    missing = sorted(set(months) - set(monthly["month"]))
+    rated, _ = survey_scores(data["responses"], scheme)
+    result = close_period(
+        period, monthly, data["components"], rated, data["nominations"], data["last"], scheme
+    )
+    key = {"scheme_id": scheme.id, "period": period}
+    bonus = result.bonus if result.bonus is not None else pd.DataFrame()
+    refused = result.refused_nominations
+    with writing(engine) as out:
+        _replace(out, mart_period_score, key, result.scores)
+        _replace(out, mart_bonus_allocation, key, bonus)
         _replace(
-            conn, mart_nomination_refused, key, refused if refused is not None else pd.DataFrame()
+            out, mart_nomination_refused, key, refused if refused is not None else pd.DataFrame()
         )
     return {
         "period": period,

@@ -6,13 +6,11 @@ month leaves them byte-for-byte as they were; only `landing_log` and `mart_run` 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from typing import Any
 
-import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 md = sa.MetaData()
 T, N, D, INT, B = sa.Text, sa.Float, sa.Date, sa.Integer, sa.Boolean
@@ -343,7 +341,11 @@ def engine_for(url: str) -> Engine:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite:"):
-        eng = sa.create_engine(url, connect_args={"timeout": 60})
+        # no idle connection stays open: the bulk path (etl.bulk) reads and writes the file with
+        # ADBC's own copy of SQLite, which must never have it open beside this one (see there)
+        in_memory = sa.engine.make_url(url).database in (None, "", ":memory:")
+        pool = {} if in_memory else {"poolclass": NullPool}
+        eng = sa.create_engine(url, connect_args={"timeout": 60}, **pool)
 
         @sa.event.listens_for(eng, "connect")
         def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
@@ -356,139 +358,3 @@ def engine_for(url: str) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     md.create_all(engine)
-
-
-def _column(values: pd.Series, kind: sa.types.TypeEngine) -> list[Any]:
-    """One column as plain Python values, None for blanks, converted column-wise (never per cell
-    in Python, but for JSON documents, which only the quarantine carries)."""
-    if isinstance(kind, sa.Integer) and values.dtype.kind == "f":  # whole numbers with NaN
-        values = values.astype("Int64")
-    if isinstance(kind, sa.JSON):
-        return [
-            v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-            for v in values
-        ]
-    return values.astype(object).where(values.notna(), None).tolist()
-
-
-def _csv(df: pd.DataFrame, table: sa.Table) -> bytes:
-    """The frame as COPY CSV, written by Arrow in C++: a null is an empty field, every text value
-    is quoted (so an empty text stays empty text), numbers are written to round-trip exactly."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    data = pa.table({c: _arrow_column(df[c], table.c[c].type) for c in df.columns})
-    out = pa.BufferOutputStream()
-    pacsv.write_csv(data, out, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-    return out.getvalue().to_pybytes()
-
-
-def _arrow_column(values: pd.Series, kind: sa.types.TypeEngine) -> object:
-    """A column as an Arrow array of the warehouse type, converted whole (NaN and None: null)."""
-    import pyarrow as pa
-
-    if isinstance(kind, sa.JSON):
-        return pa.array(_column(values, kind), type=pa.string())
-    if isinstance(kind, sa.Boolean):
-        return pa.array(values, type=pa.bool_(), from_pandas=True)
-    if isinstance(kind, sa.Integer):
-        whole = values.astype("Int64") if values.dtype.kind in "fO" else values
-        return pa.array(whole, type=pa.int64(), from_pandas=True)
-    if isinstance(kind, sa.Float):
-        return pa.array(values.astype(float), type=pa.float64(), from_pandas=True)
-    return pa.array(values.astype("str"), type=pa.string(), from_pandas=True)
-
-
-def _rows(df: pd.DataFrame, table: sa.Table) -> Iterable[tuple]:
-    return zip(*(_column(df[c], table.c[c].type) for c in df.columns), strict=True)
-
-
-def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
-    """Insert a frame through the dialect's fastest path, inside the caller's transaction.
-
-    PostgreSQL: COPY (psycopg 3). SQLite: one executemany on the raw connection. Both run on the
-    connection the caller's transaction holds, so a failure rolls back with everything else.
-    """
-    if df.empty:
-        return 0
-    cols = [c.name for c in table.columns if c.name in df.columns]
-    df = df[cols]
-    raw = conn.connection.dbapi_connection
-    if conn.dialect.name == "postgresql":
-        collist = ", ".join(f'"{c}"' for c in cols)
-        copy = f'COPY "{table.name}" ({collist}) FROM STDIN (FORMAT csv)'
-        with raw.cursor() as cur, cur.copy(copy) as cp:
-            cp.write(_csv(df, table))
-    elif conn.dialect.name == "sqlite":
-        marks = ", ".join("?" for _ in cols)
-        collist = ", ".join(f'"{c}"' for c in cols)
-        raw.cursor().executemany(
-            f'INSERT INTO "{table.name}" ({collist}) VALUES ({marks})', _rows(df, table)
-        )
-    else:
-        conn.execute(table.insert(), [dict(zip(cols, r, strict=True)) for r in _rows(df, table)])
-    return len(df)
-
-
-def bulk_read(
-    conn: Connection, table: sa.Table, *where: Any, columns: list[str] | None = None
-) -> pd.DataFrame:
-    """Rows of a table as a DataFrame, read column-wise: dates as ISO text, flags as bool.
-
-    Scoring a city month reads millions of rows; building them row by row through the DBAPI and
-    SQLAlchemy costs ten times the query. An ADBC driver hands the result over as Arrow columns
-    instead. It opens its own connection, so it sees what is committed: callers read before they
-    write. Without a file or server to connect to (an in-memory SQLite), the DBAPI cursor is used.
-    """
-    names = columns or [c.name for c in table.columns]
-    picked = [
-        sa.cast(table.c[n], sa.Text).label(n)
-        if isinstance(table.c[n].type, sa.Date)
-        else table.c[n]
-        for n in names
-    ]
-    stmt = sa.select(*picked).where(*where)
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    frame = _adbc_read(conn, sql)
-    if frame is None:
-        cur = conn.connection.dbapi_connection.cursor()
-        cur.execute(sql)
-        frame = pd.DataFrame(cur.fetchall(), columns=names)
-    for n in names:
-        kind = table.c[n].type
-        if isinstance(kind, sa.String | sa.Date) and frame[n].dtype.kind in "fiu":
-            frame[n] = pd.Series([None] * len(frame), index=frame.index, dtype=object)  # all NULL
-        elif isinstance(kind, sa.Boolean):
-            frame[n] = frame[n].astype(bool)
-        elif isinstance(kind, sa.Float) and frame[n].dtype == object:
-            frame[n] = frame[n].astype(float)
-    return frame
-
-
-def _adbc_target(conn: Connection) -> tuple[Any, str] | None:
-    """The ADBC driver module and what it connects to, or None where ADBC cannot follow."""
-    url = conn.engine.url
-    if conn.dialect.name == "sqlite" and url.database not in (None, "", ":memory:"):
-        import adbc_driver_sqlite.dbapi as adbc
-
-        return adbc, url.database
-    if conn.dialect.name == "postgresql":
-        import adbc_driver_postgresql.dbapi as adbc
-
-        return adbc, url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return None
-
-
-def _adbc_read(conn: Connection, sql: str) -> pd.DataFrame | None:
-    target = _adbc_target(conn)
-    if target is None:
-        return None
-    adbc, where = target
-    with adbc.connect(where) as db, db.cursor() as cur:
-        if conn.dialect.name == "sqlite":
-            cur.execute("PRAGMA busy_timeout = 60000")  # wait for a writer, as the engine does
-            # infer column types from the whole result, not the first 1,024 rows: a column NULL
-            # there and text later would otherwise fail
-            cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(2**30)})
-        cur.execute(sql)
-        return cur.fetch_arrow_table().to_pandas()

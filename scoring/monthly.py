@@ -106,7 +106,9 @@ def indicator_scores(people: pd.DataFrame, measures: pd.DataFrame, scheme: Schem
         parts += [_indicator(ind, comp, rows, scheme) for ind in comp.indicators]
     if not parts:
         return pd.DataFrame(columns=INDICATOR_COLUMNS)
-    return pd.concat(parts, ignore_index=True)[INDICATOR_COLUMNS]
+    # person by person, in the order of `people` (a stable sort on the row labels of `base`)
+    frame = pd.concat(parts).sort_index(kind="stable")
+    return frame.reset_index(drop=True)[INDICATOR_COLUMNS]
 
 
 def component_scores(

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from etl.bulk import bulk_read
 from etl.generate import generate
 from etl.pipeline import close_step, run_month, score_step
-from etl.warehouse import bulk_read, case_snapshot, engine_for
+from etl.warehouse import case_snapshot, engine_for
 from scoring.measures import case_measures
 from scoring.numbers import quota
 from scoring.scheme import SCHEME_DIR as ROOT_SCHEMES
@@ -104,8 +105,7 @@ def test_look_back_from_aggregated_history_equals_reading_every_snapshot(quarter
     kaohe, _ = quarter
     url = kaohe.warehouse_url
     engine = engine_for(url)
-    with engine.connect() as conn:
-        snaps = bulk_read(conn, case_snapshot)
+    snaps = bulk_read(engine, case_snapshot)
     engine.dispose()
     monthly = table(url, "mart_monthly_score")
     direct = case_measures(snaps, monthly[["month", "person_id"]], 365)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
+import sqlalchemy as sa
 
+from etl.bulk import bulk_insert, bulk_read, reading, writing
 from etl.warehouse import (
-    bulk_insert,
-    bulk_read,
     create_schema,
     engine_for,
+    mart_adjustment,
     mart_period_score,
     mart_quarantine,
     roster,
@@ -77,9 +79,8 @@ def test_values_survive_the_round_trip(warehouse_url):
         bulk_insert(conn, roster, people)
         bulk_insert(conn, mart_period_score, period)
         bulk_insert(conn, mart_quarantine, quarantine)
-    with engine.connect() as conn:
-        back = bulk_read(conn, roster, roster.c.month == "2026-03").sort_values("person_id")
-        ranks = bulk_read(conn, mart_period_score, columns=["person_id", "rank_in_scope", "graded"])
+    back = bulk_read(engine, roster, roster.c.month == "2026-03").sort_values("person_id")
+    ranks = bulk_read(engine, mart_period_score, columns=["person_id", "rank_in_scope", "graded"])
     engine.dispose()
     assert back["name"].tolist() == ["张三", "䶮 O'Brien"]
     assert back["active_from"].tolist()[0] == "2020-01-05" and pd.isna(back["active_from"].iloc[1])
@@ -116,9 +117,72 @@ def test_a_column_empty_for_thousands_of_rows_reads_back_as_text(warehouse_url):
     )
     with engine.begin() as conn:
         bulk_insert(conn, roster, rows)
-    with engine.connect() as conn:
-        back = bulk_read(conn, roster, columns=["person_id", "email", "active_to"])
+    back = bulk_read(engine, roster, columns=["person_id", "email", "active_to"])
     engine.dispose()
     back = back.sort_values("person_id")
     assert back["email"].isna().all() and back["active_to"].iloc[-1] == "2026-03-20"
     assert (back["active_to"].fillna("") >= "").all()  # comparable as text
+
+
+def _adjustments(points: list[float]) -> pd.DataFrame:
+    n = len(points)
+    return pd.DataFrame(
+        {
+            "scheme_id": "s",
+            "month": "2026-03",
+            "source_file": "adjustments.csv",
+            "source_line": range(2, n + 2),
+            "person_id": [f"{i:04d}" for i in range(n)],
+            "date": ["2026-03-05"] * (n - 1) + [None],
+            "rule": "commendation",
+            "points": points,
+            "count": 1.0,
+            "total": points,
+            "veto": [False] * (n - 1) + [True],
+        }
+    )
+
+
+def test_a_writer_replaces_rows_in_one_transaction_and_a_failure_keeps_the_old_ones(
+    warehouse_url,
+):
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    where = (mart_adjustment.c.scheme_id == "s", mart_adjustment.c.month == "2026-03")
+    with writing(engine) as out:
+        assert out.replace(mart_adjustment, _adjustments([1.0, 2.5, -3.0]), *where) == 3
+    with pytest.raises(RuntimeError), writing(engine) as out:
+        out.replace(mart_adjustment, _adjustments([9.0]), *where)
+        raise RuntimeError("the scoring step failed after its first write")
+    back = bulk_read(engine, mart_adjustment).sort_values("source_line")
+    assert back["points"].tolist() == [1.0, 2.5, -3.0]
+    assert back["date"].tolist()[:2] == ["2026-03-05", "2026-03-05"]
+    assert pd.isna(back["date"].iloc[2])
+    assert back["veto"].tolist() == [False, False, True]
+    # the engine's own driver reads the same rows, and a SQLite file is intact after the writer
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.sum(mart_adjustment.c.points))).scalar() == 0.5
+        if engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    engine.dispose()
+
+
+def test_reads_in_parallel_threads_return_each_job_its_own_rows(warehouse_url):
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    with writing(engine) as out:
+        out.insert(mart_adjustment, _adjustments([1.0, 2.0, 3.0, 4.0]))
+    c = mart_adjustment.c
+    with reading(engine) as read:
+        got = read.all(
+            {
+                "small": lambda: read.frame(mart_adjustment, c.points < 2.5),
+                "large": lambda: read.frame(mart_adjustment, c.points > 2.5),
+                "months": lambda: pd.DataFrame({"m": read.values(c.month)}),
+            },
+            workers=2,
+        )
+    engine.dispose()
+    assert sorted(got["small"]["points"]) == [1.0, 2.0]
+    assert sorted(got["large"]["points"]) == [3.0, 4.0]
+    assert got["months"]["m"].tolist() == ["2026-03"]

@@ -1,0 +1,292 @@
+"""The bulk path between DataFrames and the warehouse: column-wise reads, and writes that commit
+together or not at all, on the fastest route each database offers.
+
+Scoring a city month reads and writes millions of rows; building them row by row through the DBAPI
+and SQLAlchemy costs several times the database's own work. Where an ADBC driver can reach the
+database (a SQLite file, a PostgreSQL server) rows travel as Arrow columns instead: results are
+fetched whole, inserts go through the driver's bulk ingest (binary COPY on PostgreSQL, statements
+bound in C on SQLite). Without one (an in-memory SQLite) the engine's own connection is used.
+
+ADBC's SQLite driver carries its own copy of the SQLite library. Two copies in one process must
+never have the same file open at once: POSIX locks are per process, so closing the file in one
+copy drops the locks of the other, and a copy that believes it is the last user checkpoints and
+deletes the write-ahead log under the other (sqlite.org, "How to corrupt", 2.2.1). So the engine
+keeps no idle connection (etl.warehouse.engine_for), and a Reader or Writer on ADBC holds no
+engine connection while it works: callers finish with the engine before and start after.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+T = TypeVar("T")
+BUSY_MS = 60_000  # wait for another writer as long as the engine does
+
+
+def _column(values: pd.Series, kind: sa.types.TypeEngine) -> list[Any]:
+    """One column as plain Python values, None for blanks, converted column-wise (never per cell
+    in Python, but for JSON documents, which only the quarantine carries)."""
+    if isinstance(kind, sa.Integer) and values.dtype.kind == "f":  # whole numbers with NaN
+        values = values.astype("Int64")
+    if isinstance(kind, sa.JSON):
+        return [
+            v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+            for v in values
+        ]
+    return values.astype(object).where(values.notna(), None).tolist()
+
+
+def _arrow_column(values: pd.Series, kind: sa.types.TypeEngine, dialect: str = "") -> object:
+    """A column as an Arrow array of the warehouse type, converted whole (NaN and None: null).
+
+    PostgreSQL's binary COPY needs the column's own type (int4, date); SQLite stores a date as the
+    ISO text the frames carry, and so does COPY CSV (dialect "").
+    """
+    import pyarrow as pa
+
+    if isinstance(kind, sa.JSON):
+        return pa.array(_column(values, kind), type=pa.string())
+    if isinstance(kind, sa.Boolean):
+        return pa.array(values, type=pa.bool_(), from_pandas=True)
+    if isinstance(kind, sa.Integer):
+        whole = values.astype("Int64") if values.dtype.kind in "fO" else values
+        small = dialect == "postgresql" and not isinstance(kind, sa.BigInteger)
+        return pa.array(whole, type=pa.int32() if small else pa.int64(), from_pandas=True)
+    if isinstance(kind, sa.Float):
+        return pa.array(values.astype(float), type=pa.float64(), from_pandas=True)
+    text = pa.array(values.astype("str"), type=pa.string(), from_pandas=True)
+    if isinstance(kind, sa.Date) and dialect == "postgresql":
+        return text.cast(pa.date32())
+    return text
+
+
+def _arrow_table(df: pd.DataFrame, table: sa.Table, dialect: str = "") -> object:
+    import pyarrow as pa
+
+    return pa.table({c: _arrow_column(df[c], table.c[c].type, dialect) for c in df.columns})
+
+
+def _csv(df: pd.DataFrame, table: sa.Table) -> bytes:
+    """The frame as COPY CSV, written by Arrow in C++: a null is an empty field, every text value
+    is quoted (so an empty text stays empty text), numbers are written to round-trip exactly."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    out = pa.BufferOutputStream()
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+    pacsv.write_csv(_arrow_table(df, table), out, options)
+    return out.getvalue().to_pybytes()
+
+
+def _rows(df: pd.DataFrame, table: sa.Table) -> Iterable[tuple]:
+    return zip(*(_column(df[c], table.c[c].type) for c in df.columns), strict=True)
+
+
+def _columns(table: sa.Table, df: pd.DataFrame) -> list[str]:
+    return [c.name for c in table.columns if c.name in df.columns]
+
+
+def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
+    """Insert a frame on an engine connection, inside the caller's transaction.
+
+    PostgreSQL: COPY (psycopg 3). SQLite: one executemany on the raw connection. A failure rolls
+    back with everything else the transaction holds.
+    """
+    if df.empty:
+        return 0
+    cols = _columns(table, df)
+    df = df[cols]
+    raw = conn.connection.dbapi_connection
+    collist = ", ".join(f'"{c}"' for c in cols)
+    if conn.dialect.name == "postgresql":
+        copy = f'COPY "{table.name}" ({collist}) FROM STDIN (FORMAT csv)'
+        with raw.cursor() as cur, cur.copy(copy) as cp:
+            cp.write(_csv(df, table))
+    elif conn.dialect.name == "sqlite":
+        marks = ", ".join("?" for _ in cols)
+        raw.cursor().executemany(
+            f'INSERT INTO "{table.name}" ({collist}) VALUES ({marks})', _rows(df, table)
+        )
+    else:
+        conn.execute(table.insert(), [dict(zip(cols, r, strict=True)) for r in _rows(df, table)])
+    return len(df)
+
+
+# --- ADBC ----------------------------------------------------------------------------------------
+
+
+def _adbc_target(engine: Engine) -> tuple[Any, str] | None:
+    """The ADBC driver module and what it connects to, or None where ADBC cannot follow."""
+    url = engine.url
+    if engine.dialect.name == "sqlite" and url.database not in (None, "", ":memory:"):
+        import adbc_driver_sqlite.dbapi as adbc
+
+        return adbc, url.database
+    if engine.dialect.name == "postgresql":
+        import adbc_driver_postgresql.dbapi as adbc
+
+        return adbc, url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return None
+
+
+def _adbc_connect(engine: Engine, target: tuple[Any, str], transaction: bool = False) -> Any:
+    """An ADBC connection; with `transaction`, its statements wait for commit() or rollback()
+    on `.adbc_connection` (SQLite's pragmas must be set before a transaction begins)."""
+    adbc, where = target
+    db = adbc.connect(where, autocommit=True)
+    if engine.dialect.name == "sqlite":
+        with db.cursor() as cur:
+            cur.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+            cur.execute("PRAGMA synchronous = NORMAL")
+    if transaction:
+        db.adbc_connection.set_autocommit(False)
+    return db
+
+
+def _sql(stmt: sa.Executable, dialect: sa.Dialect) -> str:
+    return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+class Reader:
+    """Reads the warehouse as DataFrames: dates as ISO text, flags as bool.
+
+    On ADBC each read opens its own connection, so reads may run in parallel threads, and sees
+    what is committed: callers read before they write.
+    """
+
+    def __init__(self, engine: Engine, conn: Connection | None) -> None:
+        self._engine, self._conn = engine, conn
+        self._target = None if conn is not None else _adbc_target(engine)
+
+    def query(self, stmt: sa.Select) -> pd.DataFrame:
+        """Any SELECT, its columns named by their labels."""
+        sql = _sql(stmt, self._engine.dialect)
+        if self._conn is not None:
+            cur = self._conn.connection.dbapi_connection.cursor()
+            cur.execute(sql)
+            return pd.DataFrame(cur.fetchall(), columns=[c.name for c in stmt.selected_columns])
+        db = _adbc_connect(self._engine, self._target)
+        try:
+            with db.cursor() as cur:
+                if self._engine.dialect.name == "sqlite":
+                    # infer column types from the whole result, not the first 1,024 rows: a
+                    # column NULL there and text later would otherwise fail
+                    cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(2**30)})
+                cur.execute(sql)
+                return cur.fetch_arrow_table().to_pandas()
+        finally:
+            db.close()
+
+    def frame(self, table: sa.Table, *where: Any, columns: list[str] | None = None) -> pd.DataFrame:
+        """Rows of a table, the columns typed as the table declares them."""
+        names = columns or [c.name for c in table.columns]
+        picked = [
+            sa.cast(table.c[n], sa.Text).label(n)
+            if isinstance(table.c[n].type, sa.Date)
+            else table.c[n]
+            for n in names
+        ]
+        frame = self.query(sa.select(*picked).where(*where))
+        for n in names:
+            kind = table.c[n].type
+            if isinstance(kind, sa.String | sa.Date) and frame[n].dtype.kind in "fiu":
+                frame[n] = pd.Series([None] * len(frame), index=frame.index, dtype=object)  # NULLs
+            elif isinstance(kind, sa.Boolean):
+                frame[n] = frame[n].astype(bool)
+            elif isinstance(kind, sa.Float) and frame[n].dtype == object:
+                frame[n] = frame[n].astype(float)
+        return frame
+
+    def all(self, jobs: dict[str, Callable[[], T]], workers: int) -> dict[str, T]:
+        """Run read jobs side by side (each ADBC read has its own connection, and the drivers
+        release the GIL while they fetch), or one after the other on the engine's connection."""
+        if self._conn is not None or workers < 2:
+            return {name: job() for name, job in jobs.items()}
+        with ThreadPoolExecutor(workers, thread_name_prefix="kaohe-read") as pool:
+            futures = {name: pool.submit(job) for name, job in jobs.items()}
+            return {name: f.result() for name, f in futures.items()}
+
+    def values(self, column: sa.Column, *where: Any) -> list[Any]:
+        """The distinct values of one column, sorted."""
+        frame = self.query(sa.select(column).distinct().where(*where))
+        return sorted(frame.iloc[:, 0].tolist())
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Reader]:
+    if _adbc_target(engine) is not None:
+        yield Reader(engine, None)
+        return
+    with engine.connect() as conn:
+        yield Reader(engine, conn)
+
+
+def bulk_read(
+    engine: Engine, table: sa.Table, *where: Any, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """One table read through a Reader (see there)."""
+    with reading(engine) as read:
+        return read.frame(table, *where, columns=columns)
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+class Writer:
+    """Deletes and bulk inserts of one transaction. Rows should arrive in primary-key order: an
+    index filled in order is several times cheaper to build than one filled at random."""
+
+    def __init__(self, conn: Connection | None, db: Any | None, dialect: sa.Dialect) -> None:
+        self._conn, self._db, self._dialect = conn, db, dialect
+
+    def execute(self, stmt: sa.Executable) -> None:
+        if self._db is None:
+            self._conn.execute(stmt)
+            return
+        with self._db.cursor() as cur:
+            cur.execute(_sql(stmt, self._dialect))
+
+    def insert(self, table: sa.Table, df: pd.DataFrame) -> int:
+        if df.empty:
+            return 0
+        if self._db is None:
+            return bulk_insert(self._conn, table, df)
+        data = _arrow_table(df[_columns(table, df)], table, self._dialect.name)
+        with self._db.cursor() as cur:
+            cur.adbc_ingest(table.name, data, mode="append")
+        return len(df)
+
+    def replace(self, table: sa.Table, df: pd.DataFrame, *where: Any) -> int:
+        """Delete the rows matching `where`, then insert `df`."""
+        self.execute(table.delete().where(*where))
+        return self.insert(table, df)
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Writer]:
+    """A Writer whose work commits when the block ends and rolls back if it raises."""
+    target = _adbc_target(engine)
+    if target is None:
+        with engine.begin() as conn:
+            yield Writer(conn, None, engine.dialect)
+        return
+    db = _adbc_connect(engine, target, transaction=True)
+    try:
+        yield Writer(None, db, engine.dialect)
+        db.adbc_connection.commit()
+    except BaseException:
+        db.adbc_connection.rollback()
+        raise
+    finally:
+        db.close()
