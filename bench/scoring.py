@@ -462,6 +462,12 @@ def nomination_frame(org: Org, k: int, rng: np.random.Generator) -> pd.DataFrame
     )
 
 
+def _attendance_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    from scoring.measures import attendance_counts
+
+    return attendance_counts(frame).assign(scheme_id=SCHEME_ID)
+
+
 def case_tables(
     size: int, kind: str, month: str, scheme: Any
 ) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -478,6 +484,7 @@ def case_tables(
         if scored:
             for frame in attendance_frames(org, k, rng):
                 yield "attendance", frame
+                yield "attendance_month", _attendance_counts(frame)  # as the load keeps them
         for frame in case_frames(org, universe, k):
             yield "case_snapshot", frame
         if scored and k % 3 == 2:
@@ -569,7 +576,7 @@ READ = ("_inputs", "_period_inputs")
 WRITE = ("_replace",)
 COMPUTE = (
     "presence",
-    "attendance_measures",
+    "attendance_measures_from_counts",
     "case_measures",
     "survey_scores",
     "month_scores",
@@ -599,6 +606,7 @@ def score_case(kind: str, month: str, url: str, profile: str | None) -> dict[str
     for name in WRITE:
         setattr(score, name, meter.wrap(getattr(score, name), "write"))
     Writer.replace = meter.wrap(Writer.replace, "write")
+    Writer.finish = meter.wrap(Writer.finish, "write")
     for name in COMPUTE:
         setattr(score, name, meter.wrap(getattr(score, name), name))
     base = _peak_mib()
@@ -838,9 +846,10 @@ def _header(pg_url: str, pg: tuple[str | None, str | None], dbs: list[str], mont
     print_pg_line(pg_url, pg, dbs)
     print(
         "synthetic warehouse rows are loaded in a separate process before the clock; times are wall"
-        " seconds of score_months / close_period_in_warehouse;\nread = queries to frames, compute"
-        " = scoring/ functions, write = mart deletes and bulk inserts, other = the rest (commit,"
-        " glue);\npeak MiB is the scoring process's resident high-water mark (imports included)"
+        " seconds of score_months / close_period_in_warehouse;\nread = queries to frames (in"
+        " parallel), compute = scoring/ functions, write = waiting for mart deletes and bulk"
+        " inserts (they run beside the computing), other = the rest (commit, glue);\n"
+        "peak MiB is the scoring process's resident high-water mark (imports included)"
     )
 
 

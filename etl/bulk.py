@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -244,27 +244,64 @@ def bulk_read(
 
 
 class Writer:
-    """Deletes and bulk inserts of one transaction. Rows should arrive in primary-key order: an
-    index filled in order is several times cheaper to build than one filled at random."""
+    """Deletes and bulk inserts of one transaction, done in order.
+
+    On ADBC the work runs on one background thread, so the database (or the driver, in C)
+    writes one table while the caller computes the next: `replace` and `insert` return at once,
+    and the block that opened the writer waits for everything before it commits. The caller must
+    not change a frame after handing it over. Rows should arrive in primary-key order: an index
+    filled in order is several times cheaper to build than one filled at random.
+    """
 
     def __init__(self, conn: Connection | None, db: Any | None, dialect: sa.Dialect) -> None:
         self._conn, self._db, self._dialect = conn, db, dialect
+        self._pool = None if db is None else ThreadPoolExecutor(1, thread_name_prefix="kaohe-write")
+        self._pending: list[Future[None]] = []
 
-    def execute(self, stmt: sa.Executable) -> None:
+    def _do(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._pool is None:
+            fn(*args)
+            return
+        for done in [f for f in self._pending if f.done()]:
+            done.result()  # a failed write stops the caller at its next step
+        self._pending.append(self._pool.submit(self._after_pending, fn, *args))
+
+    def _after_pending(self, fn: Callable[..., None], *args: Any) -> None:
+        if any(f.done() and f.exception() for f in self._pending):
+            return  # an earlier write failed: nothing after it runs; finish() raises it
+        fn(*args)
+
+    def finish(self) -> None:
+        """Wait for every write; raise the first failure."""
+        if self._pool is None:
+            return
+        try:
+            for f in self._pending:
+                f.result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _execute(self, stmt: sa.Executable) -> None:
         if self._db is None:
             self._conn.execute(stmt)
             return
         with self._db.cursor() as cur:
             cur.execute(_sql(stmt, self._dialect))
 
-    def insert(self, table: sa.Table, df: pd.DataFrame) -> int:
-        if df.empty:
-            return 0
+    def _insert(self, table: sa.Table, df: pd.DataFrame) -> None:
         if self._db is None:
-            return bulk_insert(self._conn, table, df)
+            bulk_insert(self._conn, table, df)
+            return
         data = _arrow_table(df[_columns(table, df)], table, self._dialect.name)
         with self._db.cursor() as cur:
             cur.adbc_ingest(table.name, data, mode="append")
+
+    def execute(self, stmt: sa.Executable) -> None:
+        self._do(self._execute, stmt)
+
+    def insert(self, table: sa.Table, df: pd.DataFrame) -> int:
+        if not df.empty:
+            self._do(self._insert, table, df)
         return len(df)
 
     def replace(self, table: sa.Table, df: pd.DataFrame, *where: Any) -> int:
@@ -282,8 +319,12 @@ def writing(engine: Engine) -> Iterator[Writer]:
             yield Writer(conn, None, engine.dialect)
         return
     db = _adbc_connect(engine, target, transaction=True)
+    out = Writer(None, db, engine.dialect)
     try:
-        yield Writer(None, db, engine.dialect)
+        try:
+            yield out
+        finally:
+            out.finish()
         db.adbc_connection.commit()
     except BaseException:
         db.adbc_connection.rollback()

@@ -15,17 +15,21 @@ from sqlalchemy.engine import Connection, Engine
 from etl.bulk import bulk_insert
 from etl.warehouse import (
     SOURCE_TABLE,
+    attendance_month,
     case_snapshot,
     cases,
     loaded_file,
     mart_quarantine,
 )
+from scoring.measures import attendance_counts
 
 
 def _replace_month(
-    conn: Connection, table: sa.Table, scheme_id: str, month: str, rows: pd.DataFrame
+    conn: Connection, table: sa.Table, scheme_id: str, month: str, rows: pd.DataFrame | None
 ) -> int:
     conn.execute(table.delete().where(table.c.scheme_id == scheme_id, table.c.month == month))
+    if rows is None:
+        return 0
     return bulk_insert(conn, table, rows.assign(scheme_id=scheme_id, month=month))
 
 
@@ -60,6 +64,11 @@ def load_month(
             if rows is None:
                 rows = pd.DataFrame(columns=[c.name for c in table.columns])
             counts[source] = _replace_month(conn, table, scheme_id, month, rows)
+        days = accepted.get("attendance")
+        summary = (
+            None if days is None or days.empty else attendance_counts(days.assign(month=month))
+        )
+        _replace_month(conn, attendance_month, scheme_id, month, summary)
         _drop_current(conn, scheme_id, month)  # and those it holds now
         _restore_current(conn, scheme_id)
         counts["quarantine"] = _replace_month(conn, mart_quarantine, scheme_id, month, quarantine)

@@ -18,6 +18,7 @@ from etl.bulk import Reader, Writer, reading, writing
 from etl.warehouse import adjustment as adjustment_table
 from etl.warehouse import (
     attendance,
+    attendance_month,
     case_snapshot,
     mart_adjustment,
     mart_bonus_allocation,
@@ -32,7 +33,12 @@ from etl.warehouse import (
     roster,
     survey_response,
 )
-from scoring.measures import attendance_measures, case_measures
+from scoring.measures import (
+    ATTENDANCE_COUNTS,
+    attendance_counts,
+    attendance_measures_from_counts,
+    case_measures,
+)
 from scoring.monthly import month_scores
 from scoring.periods import close_period
 from scoring.scheme import Scheme
@@ -68,6 +74,7 @@ PEOPLE = ["month", "person_id", "name", "unit_id", "unit_name", "dept_id", "dept
 PEOPLE += ["category", "post_coefficient", "active_from", "active_to"]
 ACTIVE = ["month", "person_id", "active_from", "active_to"]
 DAYS = ["month", "person_id", "date", "status", "duty_filed", "duty_reviewed"]
+COUNTS = ["month", "person_id", *ATTENDANCE_COUNTS]
 CASES = ["month", "case_id", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
 RATINGS = ["month", "survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
@@ -108,22 +115,45 @@ def case_history(read: Reader, scheme_id: str, months: list[str]) -> pd.DataFram
     return frame.astype({"closed": float, "reversed": float, "remanded": float})
 
 
+def delivered_rounds(read: Reader, sid: str, months: list[str]) -> pd.DataFrame:
+    """The survey rounds the months' extracts delivered, each with the (first) month that did:
+    the month its relation results are reported in."""
+    v = survey_response.c
+    stmt = (
+        sa.select(v.survey_id, v.period, sa.func.min(v.month).label("month"))
+        .where(v.scheme_id == sid, v.month.in_(months))
+        .group_by(v.survey_id, v.period)
+    )
+    return read.query(stmt)
+
+
+def _attendance(read: Reader, sid: str, months: list[str]) -> pd.DataFrame:
+    """The months' attendance counts as the load kept them; a month loaded without them (by an
+    earlier kaohe) is counted from its days."""
+    s, a = attendance_month, attendance
+    kept = read.frame(s, s.c.scheme_id == sid, s.c.month.in_(months), columns=COUNTS)
+    lacking = sorted(set(months) - set(kept["month"]))
+    if not lacking:
+        return kept
+    days = read.frame(a, a.c.scheme_id == sid, a.c.month.in_(lacking), columns=DAYS)
+    return pd.concat([kept, attendance_counts(days)], ignore_index=True)
+
+
 def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.DataFrame]:
     """What scoring `months` reads: the months' own rows, the year's roster presence (closure
     balance) and adjustments (yearly cap), and the case counts of the 12-month look-back. The
     reads run side by side, largest first."""
     sid, last = scheme.id, months[-1]
     year_start = f"{months[0][:4]}-01"
-    r, a, c, v, j = roster, attendance, case_snapshot, survey_response, adjustment_table
+    r, c, v, j = roster, case_snapshot, survey_response, adjustment_table
     jobs: dict[str, Callable[[], pd.DataFrame]] = {
-        "attendance": lambda: read.frame(
-            a, a.c.scheme_id == sid, a.c.month.in_(months), columns=DAYS
-        ),
+        "attendance": lambda: _attendance(read, sid, months),
         "surveys": lambda: read.frame(
             v, v.c.scheme_id == sid, v.c.month.in_(months) | v.c.period.in_(months), columns=RATINGS
         ),
         "cases": lambda: read.frame(c, c.c.scheme_id == sid, c.c.month.in_(months), columns=CASES),
         "history": lambda: case_history(read, sid, months),
+        "rounds": lambda: delivered_rounds(read, sid, months),
         "people": lambda: read.frame(
             r, r.c.scheme_id == sid, r.c.month.in_(months), columns=PEOPLE
         ),
@@ -147,12 +177,12 @@ def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.Dat
 
 def _measures(data: dict[str, pd.DataFrame], keys: pd.DataFrame, scheme: Scheme) -> pd.DataFrame:
     cases = case_measures(
-        data["cases"],
+        data.pop("cases"),
         data["presence"][["month", "person_id"]],
         scheme.long_pending_days,
         history=data["history"],
     )
-    return attendance_measures(data["attendance"], keys).merge(
+    return attendance_measures_from_counts(data["attendance"], keys).merge(
         cases, on=["month", "person_id"], how="left"
     )
 
@@ -166,10 +196,20 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
         closed = closed_periods(read, scheme.id)
     # person order is the marts' key order, which makes their indexes cheap to fill
     in_months = data["people"].sort_values(["month", "person_id"], ignore_index=True)
-    measures = _measures(data, in_months[["month", "person_id"]], scheme)
-    rated, relations = survey_scores(data["surveys"], scheme)
     summary: dict[str, Any] = {"months": months, "people": {}}
-    with writing(engine) as out:
+    with writing(engine) as out:  # each mart is written while the next is computed
+        rated, relations = survey_scores(data.pop("surveys"), scheme)  # freed once scored
+        results = relations.merge(data["rounds"], on=["survey_id", "period"]).rename(
+            columns={"period": "survey_period"}
+        )
+        s = mart_survey_result.c
+        out.replace(
+            mart_survey_result,
+            results.assign(scheme_id=scheme.id),
+            s.scheme_id == scheme.id,
+            s.month.in_(months) | s.survey_id.in_(data["rounds"]["survey_id"].unique().tolist()),
+        )
+        measures = _measures(data, in_months[["month", "person_id"]], scheme)
         for m in months:
             result = month_scores(
                 m,
@@ -186,22 +226,6 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
             _replace(out, mart_adjustment, key, result.adjustments)
             _replace(out, mart_department_score, key, result.departments)
             summary["people"][m] = len(result.monthly)
-        surveys = data["surveys"]
-        delivered = (  # each round is reported in the (first) month whose extract delivered it
-            surveys[surveys["month"].isin(months)]
-            .groupby(["survey_id", "period"], as_index=False)["month"]
-            .min()
-        )
-        results = relations.merge(delivered, on=["survey_id", "period"]).rename(
-            columns={"period": "survey_period"}
-        )
-        s = mart_survey_result.c
-        out.replace(
-            mart_survey_result,
-            results.assign(scheme_id=scheme.id),
-            s.scheme_id == scheme.id,
-            s.month.in_(months) | s.survey_id.in_(delivered["survey_id"].unique().tolist()),
-        )
     summary["periods_to_redo"] = sorted(p for p in closed if set(months_of(p)) & set(months))
     return summary
 

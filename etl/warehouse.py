@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
+from scoring.measures import ATTENDANCE_COUNTS
+
 md = sa.MetaData()
 T, N, D, INT, B = sa.Text, sa.Float, sa.Date, sa.Integer, sa.Boolean
 
@@ -97,6 +99,14 @@ attendance = sa.Table(
         sa.Column("duty_filed", INT),
         sa.Column("duty_reviewed", INT),
     ),
+)
+attendance_month = sa.Table(  # what scoring needs of a month's days, kept by the load beside them
+    "attendance_month",
+    md,
+    _key("scheme_id"),
+    _key("month"),
+    _key("person_id"),
+    *[sa.Column(name, INT, nullable=False) for name in ATTENDANCE_COUNTS],
 )
 _CASE_COLS = (
     sa.Column("dept_id", T, nullable=False),

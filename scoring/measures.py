@@ -127,11 +127,26 @@ def _frame(presence: pd.DataFrame) -> pd.DataFrame:
 # --- attendance -----------------------------------------------------------------------------------
 
 
-def attendance_measures(attendance: pd.DataFrame, presence: pd.DataFrame) -> pd.DataFrame:
-    """Attendance measures for each (month, person_id) of `presence`, in its order.
+# per (month, person): days listed, days per status, required / filed / reviewed duty days, and
+# missed-filing streaks; every attendance measure is a ratio or difference of these counts
+ATTENDANCE_COUNTS: tuple[str, ...] = (
+    "days",
+    *STATUSES,
+    "other_status",
+    "duty_required",
+    "duty_filed",
+    "duty_reviewed",
+    "missed_filing_streaks",
+)
+
+
+def attendance_counts(attendance: pd.DataFrame) -> pd.DataFrame:
+    """The attendance counts of each (month, person_id) the rows hold.
 
     Rows are grouped on integer codes and counted with bincount, because the attendance table is
-    one row per person per day (millions of rows) and string groupbys on it are too slow.
+    one row per person per day (millions of rows) and string groupbys on it are too slow. The
+    counts are what scoring needs of the days, so the load keeps them beside the rows
+    (`attendance_month`) and a month is scored without reading its days again.
     """
     a = attendance
     valid = a["month"].notna() & a["person_id"].notna()
@@ -143,44 +158,64 @@ def attendance_measures(attendance: pd.DataFrame, presence: pd.DataFrame) -> pd.
     status = _codes(a["status"], STATUSES)
     status[status < 0] = _OTHER_STATUS
     by_status = np.bincount(group * (_OTHER_STATUS + 1) + status, minlength=n * (_OTHER_STATUS + 1))
-    by_status = by_status.reshape(n, _OTHER_STATUS + 1).astype(float)
-    count = dict(zip(STATUSES, by_status.T, strict=False))
-    rows = by_status.sum(axis=1)
-    expected = rows - count["holiday"] - count["leave"]
-    attended = count["present"] + count["late"] + count["early_leave"] + count["business_trip"]
+    by_status = by_status.reshape(n, _OTHER_STATUS + 1)
 
     filed = _flag(a["duty_filed"])
     required = ~np.isnan(filed)
     done = filed == 1
     reviewed = done & (_flag(a["duty_reviewed"]) == 1)
-    n_required = np.bincount(group, weights=required, minlength=n)
-    n_done = np.bincount(group, weights=done, minlength=n)
-    n_reviewed = np.bincount(group, weights=reviewed, minlength=n)
+    out = pd.DataFrame(
+        {
+            "month": np.datetime_as_string(months.astype("datetime64[M]")).astype(object),
+            "person_id": persons.to_numpy(dtype=object),
+            "days": by_status.sum(axis=1),
+        }
+    )
+    for i, name in enumerate((*STATUSES, "other_status")):
+        out[name] = by_status[:, i]
+    for name, flags in (("duty_required", required), ("duty_filed", done)):
+        out[name] = np.bincount(group, weights=flags, minlength=n).astype(np.int64)
+    out["duty_reviewed"] = np.bincount(group, weights=reviewed, minlength=n).astype(np.int64)
+    out["missed_filing_streaks"] = _missed_streaks(group, a["date"], filed, n).astype(np.int64)
+    return out
 
-    per_group = pd.DataFrame({"m": months, "person_id": persons})
-    counts = {
-        "workdays": rows - count["holiday"],
-        "late_count": count["late"],
-        "early_leave_count": count["early_leave"],
-        "absent_days": count["absent"],
-        "leave_days": count["leave"],
-        "missed_filing_streaks": _missed_streaks(group, a["date"], filed, n),
+
+def attendance_measures(attendance: pd.DataFrame, presence: pd.DataFrame) -> pd.DataFrame:
+    """Attendance measures for each (month, person_id) of `presence`, in its order, from the
+    days themselves."""
+    return attendance_measures_from_counts(attendance_counts(attendance), presence)
+
+
+def attendance_measures_from_counts(counts: pd.DataFrame, presence: pd.DataFrame) -> pd.DataFrame:
+    """Attendance measures for each (month, person_id) of `presence`, in its order, from the
+    counts `attendance_counts` gives (a person without any: counts 0, rates without basis)."""
+    per = counts[["month", "person_id"]].copy()
+    per["m"] = _month_numbers(per["month"])
+    per["person_id"] = _text(per["person_id"])
+    c = {k: counts[k].to_numpy(dtype=float) for k in ATTENDANCE_COUNTS}
+    expected = c["days"] - c["holiday"] - c["leave"]
+    attended = c["present"] + c["late"] + c["early_leave"] + c["business_trip"]
+    tallies = {
+        "workdays": c["days"] - c["holiday"],
+        "late_count": c["late"],
+        "early_leave_count": c["early_leave"],
+        "absent_days": c["absent"],
+        "leave_days": c["leave"],
+        "missed_filing_streaks": c["missed_filing_streaks"],
     }
     rates = {
         "attendance_rate": _ratio(attended, expected),
-        "duty_filing_rate": _ratio(n_done, n_required),
-        "duty_review_rate": _ratio(n_reviewed, n_done),
+        "duty_filing_rate": _ratio(c["duty_filed"], c["duty_required"]),
+        "duty_review_rate": _ratio(c["duty_reviewed"], c["duty_filed"]),
     }
-    for name, values in (counts | rates).items():
-        per_group[f"attendance.{name}"] = values
+    for name, values in (tallies | rates).items():
+        per[f"attendance.{name}"] = values
 
     out = _frame(presence)
     out["m"] = _month_numbers(out["month"])
-    out = out.merge(per_group, how="left", on=["m", "person_id"])
-    # a person present without attendance rows: counts are 0, rates have no basis
-    out[[f"attendance.{name}" for name in counts]] = out[
-        [f"attendance.{name}" for name in counts]
-    ].fillna(0.0)
+    out = out.merge(per.drop(columns=["month"]), how="left", on=["m", "person_id"])
+    zero = [f"attendance.{name}" for name in tallies]
+    out[zero] = out[zero].fillna(0.0)
     return out[["month", "person_id", *ATTENDANCE_MEASURES]]
 
 
@@ -239,14 +274,17 @@ def case_measures(
         )
         earlier["person_id"] = _text(earlier["person_id"])
         monthly = pd.concat([monthly, earlier], ignore_index=True).fillna(0.0)
-    rows = out.merge(monthly, how="left", on=["m", "person_id"])
+    # (month, person) as one integer: merges and sums on it are many times faster than on text
+    persons = pd.Index(pd.unique(np.concatenate([_ids(out), _ids(monthly)])))
+    width = max(len(persons), 1)
+    out_key = out["m"].to_numpy() * width + persons.get_indexer(_ids(out))
+    monthly_key = monthly["m"].to_numpy() * width + persons.get_indexer(_ids(monthly))
     counts = monthly.columns.drop(["m", "person_id"])
-    rows[counts] = rows[counts].fillna(0.0)
-
-    accepted = _acceptance(monthly, targets)
-    rows = rows.merge(accepted, how="left", on=["m", "person_id"])
-    rows = rows.merge(_closure_means(rows), how="left", on=["m", "person_id"])
-
+    by_key = monthly[counts].set_axis(monthly_key)
+    rows = by_key.reindex(out_key).fillna(0.0).reset_index(drop=True)
+    sums = _acceptance(monthly["m"].to_numpy(), monthly_key % width, by_key, targets, width)
+    rows[sums.columns] = sums.reindex(out_key).to_numpy()
+    rows["mean_closed"] = _closure_means(out["m"].to_numpy(), out_key, rows["closed"], width)
     closed = rows["closed"].to_numpy(dtype=float)
     mean = rows["mean_closed"].to_numpy(dtype=float)
     balance = 1.0 - np.abs(closed - mean) / np.where(mean > 0, mean, 1.0)
@@ -334,26 +372,43 @@ def _panel_faults(sm: np.ndarray, judge: pd.Series, panel_ids: pd.Series) -> pd.
     return faults.rename("panel_fault").reset_index()
 
 
-def _acceptance(monthly: pd.DataFrame, targets: np.ndarray) -> pd.DataFrame:
-    """Closed and overturned sums over the 12 snapshot months ending with each target month."""
-    lag = np.arange(ACCEPTANCE_WINDOW)
-    windows = pd.DataFrame(
-        {"source": (targets[:, None] - lag).ravel(), "target": np.repeat(targets, len(lag))}
-    )
-    spread = monthly[["m", "person_id", "closed", "reversed", "remanded"]].merge(
-        windows, left_on="m", right_on="source"
-    )
-    spread["appealed"] = spread["reversed"] + spread["remanded"]
-    sums = spread.groupby(["target", "person_id"], sort=False)[["closed", "appealed"]].sum()
-    sums = sums.rename(columns={"closed": "window_closed", "appealed": "window_appealed"})
-    return sums.rename_axis(["m", "person_id"]).reset_index()
+def _ids(frame: pd.DataFrame) -> np.ndarray:
+    return frame["person_id"].to_numpy(dtype=object)
 
 
-def _closure_means(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean closed_count from January to each month, over the months the person was present."""
-    present = rows[["m", "person_id", "closed"]].drop_duplicates(["m", "person_id"])
-    present = present.sort_values(["person_id", "m"], kind="stable")
-    year = present["m"] // 12  # month numbers count from 1970-01, so // 12 is the year
-    running = present.groupby([present["person_id"], year], sort=False)["closed"]
-    present["mean_closed"] = running.cumsum() / (running.cumcount() + 1)
-    return present[["m", "person_id", "mean_closed"]]
+def _acceptance(
+    m: np.ndarray, code: np.ndarray, counts: pd.DataFrame, targets: np.ndarray, width: int
+) -> pd.DataFrame:
+    """Closed and overturned sums over the 12 snapshot months ending with each target month,
+    indexed by the target's (month, person) key."""
+    closed = counts["closed"].to_numpy(dtype=float)
+    appealed = (counts["reversed"] + counts["remanded"]).to_numpy(dtype=float)
+    keys, sums_closed, sums_appealed = [], [], []
+    for lag in range(ACCEPTANCE_WINDOW):  # twelve whole-column passes, not a loop over people
+        hit = np.isin(m + lag, targets)
+        keys.append((m[hit] + lag) * width + code[hit])
+        sums_closed.append(closed[hit])
+        sums_appealed.append(appealed[hit])
+    spread = pd.DataFrame(
+        {
+            "window_closed": np.concatenate(sums_closed),
+            "window_appealed": np.concatenate(sums_appealed),
+        },
+        index=np.concatenate(keys),
+    )
+    return spread.groupby(level=0, sort=False).sum()
+
+
+def _closure_means(m: np.ndarray, key: np.ndarray, closed: pd.Series, width: int) -> np.ndarray:
+    """Mean closed_count from January to each month, over the months the person was present
+    (rows of one (month, person) count once)."""
+    code = key % width
+    first = ~pd.Index(key).duplicated()
+    order = np.lexsort((m[first], code[first]))  # by person, then month
+    rows = np.flatnonzero(first)[order]
+    values = closed.to_numpy(dtype=float)[rows]
+    group = pd.Series(code[rows] * 10_000 + m[rows] // 12)  # person and year (months from 1970)
+    running = pd.Series(values).groupby(group, sort=False)
+    means = (running.cumsum() / (running.cumcount() + 1)).to_numpy()
+    by_key = pd.Series(means, index=key[rows])
+    return by_key.reindex(key).to_numpy()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scoring.numbers import competition_rank, r6
+from scoring.numbers import among, competition_rank, lookup, r6
 from scoring.scheme import Component, Indicator, Scheme
 from scoring.timeline import scope_key
 
@@ -52,7 +52,7 @@ class MonthScores:
 
 
 def _per_category(people: pd.DataFrame, values: dict[str, float | None]) -> pd.Series:
-    return people["category"].map(values).astype(float)
+    return lookup(people["category"], values).astype(float)
 
 
 def _weight(people: pd.DataFrame, comp: Component, scheme: Scheme) -> pd.Series:
@@ -235,7 +235,7 @@ def month_scores(
     out["red_flag"] = out["rank_in_scope"].eq(1).fillna(False).astype(bool)
     departments = department_flags(out)
     mine = priced[priced["month"] == month]
-    present = mine["person_id"].isin(out["person_id"])
+    present = among(mine["person_id"], out["person_id"])
     return MonthScores(
         monthly=out.drop(columns=["weighted"]).reset_index(drop=True),
         indicators=indicators,

@@ -7,7 +7,9 @@ thresholds, veto bounds) is made on the value rounded half-up to 6 decimals, so 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,3 +46,18 @@ def competition_rank(scores: pd.Series, by: pd.Series | list[pd.Series] | None =
     else:
         ranked = key.groupby(by).rank(method="min", ascending=False)
     return ranked.astype("Int64")
+
+
+def lookup(keys: pd.Series, mapping: Mapping[Any, Any]) -> pd.Series:
+    """keys.map(mapping) (missing: None), looking each distinct key up once: a dict map over
+    Arrow-backed text goes cell by cell, and a city month maps hundreds of thousands of cells."""
+    codes, uniques = pd.factorize(keys)
+    table = np.array([*(mapping.get(u) for u in uniques), None], dtype=object)
+    return pd.Series(table[codes], index=keys.index)
+
+
+def among(keys: pd.Series, values: pd.Series) -> np.ndarray:
+    """keys.isin(values) through one hash table (pandas turns every value of an Arrow-backed
+    text isin into an Arrow scalar first)."""
+    known = pd.Index(pd.unique(values.to_numpy(dtype=object)))
+    return known.get_indexer(keys.to_numpy(dtype=object)) >= 0

@@ -1,12 +1,19 @@
 """Survey score (民主测评): ratings -> relation results and component scores, per round.
 
-Follows scheme.md "Survey score". A round is one (survey_id, period). Everything is grouped and
-merged, never looped per person, because a city round is tens of thousands of ratees. Rater-level
-figures exist only inside this module: neither output carries a rater column, so nothing that
-reaches a mart can tell which rater gave which score.
+Follows scheme.md "Survey score". A round is one (survey_id, period). A city round is millions of
+ratings, so nothing loops per person or per rating, and nothing groups on text: every key column
+is factorised once, the codes of a grouping level are packed into one int64 per rating, and sums
+are taken over dense group ids. Rater-level figures exist only inside this module: neither output
+carries a rater column, so nothing that reaches a mart can tell which rater gave which score.
+
+Sums are plain float sums in row order (np.bincount); every comparison downstream is made at 6
+decimals (scoring/numbers.py), far above the last bits in which ways of adding differ.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -16,9 +23,11 @@ from scoring.scheme import Scheme
 ROUND = ["survey_id", "period"]
 COMPONENT_KEY = [*ROUND, "person_id", "component_id"]
 RELATION_KEY = [*COMPONENT_KEY, "relation"]
+RATER_KEY = [*RELATION_KEY, "rater_hash"]
 COMPONENT_COLUMNS = [*COMPONENT_KEY, "score", "score_raw", "no_basis"]
 RELATION_COLUMNS = [*RELATION_KEY, "raters", "score", "score_raw", "suppressed"]
 SELF = "self"
+_INT64_LIMIT = 2**63
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -33,112 +42,293 @@ def _empty(columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _settings(scheme: Scheme) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The scheme's survey knobs as small tables, so they join onto ratings instead of looping."""
+# --- the scheme's knobs ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Settings:
+    """The scheme's survey knobs as arrays indexed by component code (the component's place among
+    the survey components), looked up per rating or per group by fancy indexing, not joins."""
+
+    ids: pd.Index  # survey component ids: position = component code
+    items: pd.DataFrame  # index item id -> component (code), item_weight
+    min_raters: np.ndarray
+    normalise: np.ndarray
+    neutral: np.ndarray
+    relations: list[dict[str, float]]  # per component code: relation -> weight
+
+    def relation_weights(self, labels: pd.Index) -> np.ndarray:
+        """Weight by (component code, relation code); a relation the component does not weigh,
+        or a missing relation (the code after the last label), weighs 0."""
+        table = np.zeros((len(self.relations), len(labels) + 1))
+        for k, weights in enumerate(self.relations):
+            at = labels.get_indexer(list(weights))
+            table[k, at[at >= 0]] = np.array(list(weights.values()))[at >= 0]
+        return table
+
+
+def _settings(scheme: Scheme) -> _Settings:
     comps = [c for c in scheme.components if c.survey]
-    params = pd.DataFrame(
-        {
-            "component_id": [c.id for c in comps],
-            "min_raters": [c.survey.min_raters for c in comps],
-            "normalise": [c.survey.normalize == "rater_mean" for c in comps],
-            "neutral": [float(c.survey.neutral_points) for c in comps],
-        }
-    )
     items = pd.DataFrame(
-        [(i, c.id, float(w)) for c in comps for i, w in c.survey.items.items()],
-        columns=["item", "component_id", "item_weight"],
+        [(i, k, float(w)) for k, c in enumerate(comps) for i, w in c.survey.items.items()],
+        columns=["item", "component", "item_weight"],
     )
-    relations = pd.DataFrame(
-        [(c.id, r, float(w)) for c in comps for r, w in c.survey.relations.items()],
-        columns=["component_id", "relation", "relation_weight"],
+    return _Settings(
+        ids=pd.Index(np.array([c.id for c in comps], dtype=object)),
+        items=items.set_index("item"),
+        min_raters=np.array([c.survey.min_raters for c in comps], dtype=np.int64),
+        normalise=np.array([c.survey.normalize == "rater_mean" for c in comps], dtype=bool),
+        neutral=np.array([float(c.survey.neutral_points) for c in comps], dtype=float),
+        relations=[{r: float(w) for r, w in c.survey.relations.items()} for c in comps],
     )
-    return params, items, relations
 
 
-def _weighted(frame: pd.DataFrame, keys: list[str], weight: str, values: list[str]) -> pd.DataFrame:
-    """Weighted mean of `values` per group, the weights renormalised over the rows present."""
-    parts = frame[keys].copy()
-    parts["_w"] = frame[weight]
-    for v in values:
-        parts[v] = frame[v] * frame[weight]
-    sums = parts.groupby(keys, sort=False, observed=True).sum()
-    out = sums[values].div(sums["_w"].where(sums["_w"] > 0), axis=0)
-    out["_w"] = sums["_w"]
-    return out.reset_index()
+# --- keys as integers -----------------------------------------------------------------------------
+@dataclass
+class _Key:
+    """One key column of the kept ratings as integer codes (labels in order of first appearance);
+    a missing value gets the code after the last label: a group of its own, labelled missing."""
+
+    codes: np.ndarray  # int64 per kept rating
+    labels: pd.Index
+
+    @property
+    def size(self) -> int:
+        return len(self.labels) + 1
+
+    @cached_property
+    def rank(self) -> np.ndarray:
+        """Per code: its place in label order (as sort_values orders labels), missing last."""
+        return np.append(pd.factorize(self.labels, sort=True)[0], len(self.labels))
+
+    def label(self, codes: np.ndarray) -> pd.Index:
+        missing = codes >= len(self.labels)
+        if missing.any():
+            return self.labels.take(np.where(missing, -1, codes), allow_fill=True)
+        return self.labels.take(codes)
+
+    def is_(self, label: str) -> np.ndarray:
+        """Per code: is it `label` (a lookup table; a missing value is not)."""
+        return np.append(np.asarray(self.labels == label, dtype=bool), False)
+
+
+def _key(column: pd.Series, kept: slice | np.ndarray) -> _Key:
+    """Factorised on the whole column (text is hashed once), then cut to the kept ratings; labels
+    seen only on dropped ratings leave unused codes, which nothing needs to be dense."""
+    codes, labels = pd.factorize(column)
+    codes = codes[kept].astype(np.int64, copy=False)
+    if len(codes) and codes.min() < 0:
+        codes = np.where(codes < 0, len(labels), codes)
+    return _Key(codes, labels)
+
+
+@dataclass(frozen=True)
+class _Ratings:
+    """The ratings that count (an item of a survey component, a score given), as arrays."""
+
+    raw: np.ndarray
+    item_weight: np.ndarray
+    keys: dict[str, _Key]  # RATER_KEY -> codes
+
+    def packed(
+        self, names: list[str], rows: slice | np.ndarray = slice(None), sortable: bool = False
+    ) -> np.ndarray:
+        """One int64 per rating (of `rows`) for the tuple of `names` codes (mixed radix); with
+        `sortable` it sorts like the tuple of labels. Should the next digit overflow int64, the
+        key so far is first re-ranked densely (an order-preserving factorize): any number of
+        distinct keys fits."""
+        count = len(self.raw) if isinstance(rows, slice) else len(rows)
+        key, size = np.zeros(count, dtype=np.int64), 1
+        for name in names:
+            digit = self.keys[name]
+            if size * digit.size >= _INT64_LIMIT:
+                key, uniques = pd.factorize(key, sort=True)
+                size = len(uniques)
+            key *= digit.size
+            key += digit.rank[digit.codes[rows]] if sortable else digit.codes[rows]
+            size *= digit.size
+        return key
+
+    def labelled(self, names: list[str], rows: np.ndarray) -> dict[str, pd.Index]:
+        return {k: self.keys[k].label(self.keys[k].codes[rows]) for k in names}
+
+
+def _ratings(responses: pd.DataFrame, settings: _Settings) -> _Ratings | None:
+    code, distinct = pd.factorize(responses["item"])  # a handful of items: look each up once
+    by_item = settings.items.reindex(pd.Index(distinct, dtype=object))
+    comp_of = np.append(by_item["component"].fillna(-1).to_numpy(dtype=np.int64), -1)[code]
+    score = responses["score"].to_numpy(dtype=float, na_value=np.nan)
+    known = (comp_of >= 0) & ~np.isnan(score)
+    if not known.any():
+        return None
+    kept = slice(None) if known.all() else np.flatnonzero(known)
+    weight = by_item["item_weight"].to_numpy(dtype=float)
+    columns = {"survey_id": "survey_id", "period": "period", "person_id": "ratee_id"}
+    keys = {k: _key(responses[c], kept) for k, c in columns.items()}
+    keys["component_id"] = _Key(comp_of[kept], settings.ids)
+    keys["relation"] = _key(responses["relation"], kept)
+    keys["rater_hash"] = _key(responses["rater_hash"], kept)
+    return _Ratings(raw=score[kept], item_weight=weight[code[kept]], keys=keys)
+
+
+# --- groups ---------------------------------------------------------------------------------------
+@dataclass
+class _Groups:
+    """Dense group ids per row, numbered in order of first appearance."""
+
+    ids: np.ndarray
+    n: int
+
+    @cached_property
+    def sizes(self) -> np.ndarray:
+        return np.bincount(self.ids, minlength=self.n)
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Per-group sum, skipping missing values (a group without any sums to 0)."""
+        present = ~np.isnan(values)
+        if present.all():
+            return np.bincount(self.ids, values, minlength=self.n)
+        return np.bincount(self.ids[present], values[present], minlength=self.n)
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """Per-group mean as pandas computes it: that sum over the count of values present."""
+        missing = np.isnan(values)
+        present = np.bincount(self.ids, ~missing, self.n) if missing.any() else self.sizes
+        return self.sum(values) / present
+
+
+def _hashed(key: np.ndarray) -> _Groups:
+    """Groups of a key with few distinct values, where hashing is cheapest."""
+    ids, uniques = pd.factorize(key)
+    return _Groups(ids, len(uniques))
+
+
+def _sorted(key: np.ndarray) -> tuple[_Groups, np.ndarray]:
+    """Groups of a key with up to one group per row, and the first row of each group. Found by one
+    stable sort: input that arrives grouped (extracts are written per unit and ratee) is nearly
+    sorted already, where sorting beats hashing millions of distinct keys."""
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(key) else np.zeros(0, dtype=bool)
+    first = order[starts]  # stable: each group's first row, groups in key order
+    is_first = np.zeros(len(key), dtype=bool)
+    is_first[first] = True
+    number = (np.cumsum(is_first) - 1)[first]  # groups numbered by their first row
+    ids = np.empty(len(key), dtype=np.int64)
+    ids[order] = number[np.cumsum(starts) - 1]
+    return _Groups(ids, len(first)), np.flatnonzero(is_first)
+
+
+# --- the steps of scheme.md -----------------------------------------------------------------------
+def _leniency_corrected(ratings: _Ratings, peer: np.ndarray, normalise: np.ndarray) -> np.ndarray:
+    """scheme.md, literally: a non-self point of a normalising component moves by (grand mean -
+    the rater's mean), clipped to [0, 100]; the grand mean is over the non-self points of the
+    component in the round, the rater's mean over all their points for it, a self rating
+    included. Without a normalising component the points stay the raw ones."""
+    moved = normalise & peer
+    if not moved.any():
+        return ratings.raw
+    raw, in_round = ratings.raw, [*ROUND, "component_id"]
+    groups = _hashed(ratings.packed(in_round))
+    grand = groups.mean(np.where(peer, raw, np.nan))[groups.ids]
+    groups = _hashed(ratings.packed([*in_round, "rater_hash"]))
+    rater_mean = groups.mean(raw)[groups.ids]
+    shifted = pd.Series(raw + grand - rater_mean).clip(0, 100).to_numpy()
+    return np.where(moved, shifted, raw)
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One output level: a row of the ratings per group (which carries the group's keys), the
+    group's packed key (which sorts like its labels), and its figures."""
+
+    rows: np.ndarray
+    key: np.ndarray
+    figures: dict[str, np.ndarray]
+
+    def frame(self, ratings: _Ratings, names: list[str], columns: list[str]) -> pd.DataFrame:
+        order = np.argsort(self.key, kind="stable")
+        labels = ratings.labelled(names, self.rows[order])
+        return pd.DataFrame({**labels, **{c: self.figures[c][order] for c in columns}})
+
+
+def _rater_scores(ratings: _Ratings, corr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (a rating of each rater, corrected score, raw score). A rater's score is item-weighted
+    over the items that rater scored; a rater who scored only zero-weight items has no score and
+    is not counted."""
+    groups, first = _sorted(ratings.packed(RATER_KEY))
+    w = ratings.item_weight
+    total = groups.sum(w)
+    raw = groups.sum(ratings.raw * w)
+    valid = total > 0
+    raw = raw[valid] / total[valid]
+    if corr is not ratings.raw:
+        return first[valid], groups.sum(corr * w)[valid] / total[valid], raw
+    return first[valid], raw, raw
+
+
+def _relation_results(ratings: _Ratings, settings: _Settings, corr: np.ndarray) -> _Level:
+    """A relation's score is the mean of its raters' scores; a relation with fewer than
+    min_raters raters (self exempt) is reported but suppressed: its weight becomes 0."""
+    rater_rows, rater_corr, rater_raw = _rater_scores(ratings, corr)
+    groups, first = _sorted(ratings.packed(RELATION_KEY, rater_rows))
+    rows = rater_rows[first]
+    relation = ratings.keys["relation"]
+    comp, rel = ratings.keys["component_id"].codes[rows], relation.codes[rows]
+    raters = groups.sizes.astype(np.int64)
+    suppressed = (raters < settings.min_raters[comp]) & ~relation.is_(SELF)[rel]
+    weight = settings.relation_weights(relation.labels)[comp, rel]
+    score_raw = groups.mean(rater_raw)
+    figures = {
+        "raters": raters,
+        "score": score_raw if rater_corr is rater_raw else groups.mean(rater_corr),
+        "score_raw": score_raw,
+        "suppressed": suppressed,
+        "weight": np.where(suppressed, 0.0, weight),
+    }
+    return _Level(rows, ratings.packed(RELATION_KEY, rows, sortable=True), figures)
+
+
+def _component_scores(ratings: _Ratings, settings: _Settings, relations: _Level) -> _Level:
+    """Relation-weighted over the relations left (weights renormalised); with none left the
+    component has no basis and scores its neutral points."""
+    groups, first = _sorted(ratings.packed(COMPONENT_KEY, relations.rows))
+    rows, fig = relations.rows[first], relations.figures
+    w = fig["weight"]
+    total = groups.sum(w)
+    no_basis = ~(total > 0)
+    neutral = settings.neutral[ratings.keys["component_id"].codes[rows]]
+    score = np.where(no_basis, neutral, groups.sum(fig["score"] * w) / total)
+    raw = np.where(no_basis, neutral, groups.sum(fig["score_raw"] * w) / total)
+    figures = {"score": score, "score_raw": raw, "no_basis": no_basis}
+    return _Level(rows, ratings.packed(COMPONENT_KEY, rows, sortable=True), figures)
 
 
 def survey_scores(responses: pd.DataFrame, scheme: Scheme) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> (component_scores, relation_results): per rated round, person, component (and relation).
+    """-> (component_scores, relation_results): per rated round, person, component (and relation),
+    sorted by that key.
 
     score is the leniency-corrected figure when the component normalises (rater_mean), else equal
     to score_raw; both are kept so a notice can show what the correction did.
     """
-    params, items, relations = _settings(scheme)
-    cols = [*ROUND, "rater_hash", "relation", "ratee_id", "item", "score"]
-    code, distinct = pd.factorize(responses["item"])  # a handful of items: look each up once
-    by_item = items.set_index("item").reindex(pd.Index(distinct, dtype=object))
-    comp_of = np.append(by_item["component_id"].to_numpy(dtype=object), None)[code]
-    known = pd.notna(comp_of) & responses["score"].notna().to_numpy()
-    rows = responses.loc[known, cols].rename(columns={"ratee_id": "person_id", "score": "raw"})
-    rows["component_id"] = comp_of[known]
-    rows["item_weight"] = by_item["item_weight"].to_numpy(dtype=float)[code[known]]
-    if rows.empty:
+    settings = _settings(scheme)
+    ratings = _ratings(responses, settings)
+    if ratings is None:
         return _empty(COMPONENT_COLUMNS), _empty(RELATION_COLUMNS)
-    # every key becomes an integer code once: a city round is millions of ratings, and grouping on
-    # text keys would hash the same strings again at every step
-    labels: dict[str, np.ndarray] = {}
-    for k in [*ROUND, "person_id", "component_id", "relation", "rater_hash"]:
-        rows[k], labels[k] = pd.factorize(rows[k])
-    for table in (params, relations):
-        table["component_id"] = pd.Index(labels["component_id"]).get_indexer(table["component_id"])
-    relations["relation"] = pd.Index(labels["relation"]).get_indexer(relations["relation"])
-    self_code = pd.Index(labels["relation"]).get_indexer([SELF])[0]
-    rows["normalise"] = rows["component_id"].map(params.set_index("component_id")["normalise"])
-    rows["normalise"] = rows["normalise"].fillna(False).astype(bool)
-
-    # leniency correction (scheme.md, literally): a non-self point moves by (grand mean - the
-    # rater's mean); the grand mean is over the non-self points of the component in the round,
-    # the rater's mean over all their points for it, a self rating included
-    peer = rows["relation"].ne(self_code)
-    in_round = [*ROUND, "component_id"]
-    grand = rows["raw"].where(peer).groupby([rows[k] for k in in_round], sort=False)
-    grand = grand.transform("mean")
-    by_rater = [rows[k] for k in [*in_round, "rater_hash"]]
-    rater_mean = rows["raw"].groupby(by_rater, sort=False).transform("mean")
-    shifted = (rows["raw"] + grand - rater_mean).clip(0, 100)
-    rows["corr"] = shifted.where(rows["normalise"] & peer, rows["raw"])
-
-    # a rater's score: item-weighted over the items that rater scored; a rater who scored only
-    # zero-weight items has no score and is not counted
-    rater_key = [*RELATION_KEY, "rater_hash"]
-    raters = _weighted(rows, rater_key, "item_weight", ["corr", "raw"])
-    raters = raters[raters["_w"] > 0]
-
-    rel = (
-        raters.groupby(RELATION_KEY, sort=False, observed=True)
-        .agg(raters=("rater_hash", "size"), score=("corr", "mean"), score_raw=("raw", "mean"))
-        .reset_index()
-        .merge(params, on="component_id", how="left")
-        .merge(relations, on=["component_id", "relation"], how="left")
-    )
-    rel["raters"] = rel["raters"].astype("int64")
-    rel["suppressed"] = (rel["raters"] < rel["min_raters"]) & rel["relation"].ne(self_code)
-    rel["relation_weight"] = rel["relation_weight"].fillna(0.0).where(~rel["suppressed"], 0.0)
-
-    comp = _weighted(rel, COMPONENT_KEY, "relation_weight", ["score", "score_raw"])
-    comp = comp.merge(params[["component_id", "neutral"]], on="component_id", how="left")
-    comp["no_basis"] = ~(comp["_w"] > 0)
-    for c in ("score", "score_raw"):
-        comp[c] = comp[c].where(~comp["no_basis"], comp["neutral"]).astype(float)
-
-    for frame in (rel, comp):  # codes back to the ids people know
-        for k in [c for c in RELATION_KEY if c in frame]:
-            frame[k] = labels[k][frame[k].to_numpy()]
-    relation_results = rel[RELATION_COLUMNS].sort_values(RELATION_KEY, ignore_index=True)
-    component_scores = comp[COMPONENT_COLUMNS].sort_values(COMPONENT_KEY, ignore_index=True)
-    component_scores["no_basis"] = component_scores["no_basis"].astype(bool)
-    relation_results["suppressed"] = relation_results["suppressed"].astype(bool)
-    return component_scores, relation_results
+    relation = ratings.keys["relation"]
+    peer = ~relation.is_(SELF)[relation.codes]
+    normalise = settings.normalise[ratings.keys["component_id"].codes]
+    # 0/0 (a group without values, no basis) and inf - inf (absurd points) give NaN quietly, as
+    # pandas arithmetic does
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        corr = _leniency_corrected(ratings, peer, normalise)
+        relations = _relation_results(ratings, settings, corr)
+        components = _component_scores(ratings, settings, relations)
+    relation_results = relations.frame(ratings, RELATION_KEY, RELATION_COLUMNS[5:])
+    # relation figures keep the kind of number the scores came as (Float64, double[pyarrow]...),
+    # as pandas arithmetic on them always did; component scores are plain floats
+    kind = (responses["score"].iloc[:0] * np.float64(1)).dtype
+    if isinstance(kind, pd.api.extensions.ExtensionDtype):
+        relation_results = relation_results.astype({"score": kind, "score_raw": kind})
+    return components.frame(ratings, COMPONENT_KEY, COMPONENT_COLUMNS[4:]), relation_results
 
 
 __all__ = ["survey_scores", "COMPONENT_COLUMNS", "RELATION_COLUMNS"]

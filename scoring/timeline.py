@@ -11,6 +11,8 @@ import re
 
 import pandas as pd
 
+from scoring.numbers import lookup
+
 _PERIOD = re.compile(r"^(?P<y>\d{4})(?:-(?:(?P<m>0[1-9]|1[0-2])|Q(?P<q>[1-4])|H(?P<h>[12])))?$")
 KINDS = ("month", "quarter", "half", "year")
 
@@ -78,7 +80,7 @@ def presence(roster: pd.DataFrame) -> pd.DataFrame:
     date comparison.
     """
     first = roster["month"] + "-01"
-    last = roster["month"].map({m: month_bounds(m)[1] for m in roster["month"].unique()})
+    last = lookup(roster["month"], {m: month_bounds(m)[1] for m in roster["month"].unique()})
     active = (roster["active_from"].isna() | (roster["active_from"] <= last)) & (
         roster["active_to"].isna() | (roster["active_to"] >= first)
     )

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from scoring.monthly import adjustment_totals, month_scores, price_adjustments
+from scoring.numbers import among, lookup
 from scoring.scheme import parse_scheme
 
 COURT = """
@@ -221,3 +222,13 @@ def test_ranks_share_places_and_red_flags_go_to_all_who_tie():
     # departments: d1 (45 + 45 + 40) / 3 = 43.33, d2 (45 + 50 + 40) / 3 = 45 → d2
     dept = got.departments.set_index("dept_id")
     assert dept["red_flag"].to_dict() == {"d1": False, "d2": True}
+
+
+def test_lookup_and_among_agree_with_pandas_map_and_isin_on_arrow_text():
+    keys = pd.Series(["judge", "staff", None, "judge", "clerk"], dtype="str")
+    got = lookup(keys, {"judge": 1.5, "staff": 0.0})
+    assert got.tolist() == [1.5, 0.0, None, 1.5, None]
+    assert got.index.equals(keys.index)
+    values = pd.Series(["clerk", "judge", "judge"], dtype="str")
+    assert among(keys, values).tolist() == [True, False, False, True, True]
+    assert among(keys, values).tolist() == keys.isin(values).tolist()

@@ -312,3 +312,163 @@ def test_score_lies_within_the_points_received(relation_of, rows):
     got = c[~c["no_basis"]].set_index("person_id").join(received)
     assert (got["score"] >= got["min"] - 1e-9).all() and (got["score"] <= got["max"] + 1e-9).all()
     assert (got["score"] == got["score_raw"]).all()
+
+
+# --- the vectorised computation against a plain restatement of scheme.md -------------------------
+def reference(resp: pd.DataFrame, s: Scheme) -> tuple[dict, dict]:
+    """scheme.md "Survey score" in plain Python, one group at a time: {key: figures} per
+    component and per relation, for comparison with the grouped computation."""
+    comps = {c.id: c.survey for c in s.components if c.survey}
+    comp_of = {i: cid for cid, sv in comps.items() for i in sv.items}
+    key = ["survey_id", "period", "ratee_id", "component", "relation", "rater_hash", "item"]
+    known = resp[resp["item"].isin(list(comp_of)) & resp["score"].notna()]
+    known = known.assign(component=known["item"].map(comp_of))[[*key, "score"]]
+    rows = list(known.itertuples(index=False, name=None))
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else float("nan")
+
+    corrected = []
+    for sid, period, _, cid, relation, rater, _, pts in rows:
+        if comps[cid].normalize == "rater_mean" and relation != "self":
+            same = [x for x in rows if x[:2] == (sid, period) and x[3] == cid]
+            grand = mean([x[7] for x in same if x[4] != "self"])
+            own = mean([x[7] for x in same if x[5] == rater])
+            pts = min(max(pts + grand - own, 0.0), 100.0)
+        corrected.append(pts)
+    raters: dict[tuple, list] = {}
+    for row, corr in zip(rows, corrected, strict=True):
+        raters.setdefault(row[:6], []).append((comps[row[3]].items[row[6]], corr, row[7]))
+    relations: dict[tuple, list] = {}
+    for key, marks in raters.items():
+        total = sum(w for w, _, _ in marks)
+        if total > 0:
+            score = sum(w * c for w, c, _ in marks) / total
+            raw = sum(w * r for w, _, r in marks) / total
+            relations.setdefault(key[:5], []).append((score, raw))
+    rel_out, by_comp = {}, {}
+    for key, scores in relations.items():
+        sv = comps[key[3]]
+        suppressed = len(scores) < sv.min_raters and key[4] != "self"
+        weight = 0.0 if suppressed else sv.relations.get(key[4], 0.0)
+        figures = (len(scores), mean([a for a, _ in scores]), mean([b for _, b in scores]))
+        rel_out[key] = (*figures, suppressed)
+        by_comp.setdefault(key[:4], []).append((weight, figures[1], figures[2]))
+    comp_out = {}
+    for key, parts in by_comp.items():
+        total = sum(w for w, _, _ in parts)
+        if total > 0:
+            score = sum(w * a for w, a, _ in parts) / total
+            raw = sum(w * b for w, _, b in parts) / total
+            comp_out[key] = (score, raw, False)
+        else:
+            neutral = float(comps[key[3]].neutral_points)
+            comp_out[key] = (neutral, neutral, True)
+    return comp_out, rel_out
+
+
+def assert_matches_reference(resp: pd.DataFrame, s: Scheme) -> None:
+    c, r = survey_scores(resp, s)
+    want_c, want_r = reference(resp, s)
+    assert list(c.columns) == COMPONENT_COLUMNS and list(r.columns) == RELATION_COLUMNS
+    # sorted by the key, one row per key
+    assert list(map(tuple, c[COMPONENT_KEY_COLUMNS].to_numpy())) == sorted(want_c)
+    assert list(map(tuple, r[RELATION_KEY_COLUMNS].to_numpy())) == sorted(want_r)
+    for row in c.itertuples(index=False):
+        score, raw, no_basis = want_c[tuple(row[:4])]
+        assert (row.score, row.score_raw) == pytest.approx((score, raw), rel=1e-9, abs=1e-9)
+        assert row.no_basis == no_basis
+    for row in r.itertuples(index=False):
+        raters, score, raw, suppressed = want_r[tuple(row[:5])]
+        assert row.raters == raters and row.suppressed == suppressed
+        assert (row.score, row.score_raw) == pytest.approx((score, raw), rel=1e-9, abs=1e-9)
+
+
+COMPONENT_KEY_COLUMNS = COMPONENT_COLUMNS[:4]
+RELATION_KEY_COLUMNS = RELATION_COLUMNS[:5]
+MIXED_SCHEME = scheme(
+    survey(
+        "zeta",
+        items="{a: 0.5, b: 0.3, c: 0}",
+        relations="{self: 0.1, superior: 0.4, peer: 0.5}",
+        min_raters=2,
+        normalize="rater_mean",
+        neutral_points=60,
+    ),
+    survey("alpha", items="{d: 1, e: 0.25}", relations="{peer: 1, public: 0.5}", min_raters=1),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["S1", "S10", "S2"]),
+            st.sampled_from(["2026-Q1", "2026-H1"]),
+            st.sampled_from(["r1", "r2", "r3", "P", "Q"]),
+            st.sampled_from([*RELATIONS, "public"]),
+            st.sampled_from(["Q", "P", "R"]),
+            st.sampled_from(["a", "b", "c", "d", "e", "zz"]),
+            st.one_of(st.floats(0, 100), st.integers(0, 100).map(float), st.just(float("nan"))),
+        ),
+        max_size=60,
+    ),
+    as_object=st.booleans(),
+)
+def test_grouped_computation_matches_a_plain_restatement(rows, as_object):
+    columns = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
+    resp = pd.DataFrame(rows, columns=columns).astype({"score": float})
+    if as_object:
+        resp = resp.astype({c: object for c in columns[:-1]})
+    assert_matches_reference(resp, MIXED_SCHEME)
+
+
+def test_input_order_does_not_matter_and_output_is_sorted_by_key():
+    s = scheme(survey(items="{a: 0.5, b: 0.5}", relations="{superior: 1, peer: 1}"))
+    resp = ratings(
+        [
+            (f"r{k}", ("superior", "peer")[k % 2], ratee, item, 40 + 7 * k + len(ratee))
+            for k in range(6)
+            for ratee in ("Z", "B", "A10", "A2")
+            for item in ("a", "b")
+        ],
+        survey_id="S10",
+    )
+    resp = pd.concat([resp, resp.assign(survey_id="S2")], ignore_index=True)
+    c, r = survey_scores(resp, s)
+    assert list(c["survey_id"] + c["person_id"]) == sorted(c["survey_id"] + c["person_id"])
+    assert list(c["person_id"][:4]) == ["A10", "A2", "B", "Z"]
+    assert list(r["relation"][:2]) == ["peer", "superior"]
+    shuffled = resp.sample(frac=1, random_state=7).reset_index(drop=True)
+    c2, r2 = survey_scores(shuffled, s)
+    pd.testing.assert_frame_equal(c, c2, check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(r, r2, check_exact=False, rtol=1e-12)
+    assert_matches_reference(shuffled, s)
+
+
+def test_survey_components_without_ratings_are_left_out():
+    s = scheme(
+        survey("conduct", items="{x: 1}"),
+        survey("leading", items="{y: 1}"),
+        survey("integrity", items="{z: 1}"),
+    )
+    c, r = survey_scores(ratings([("A", "peer", "P", "x", 80), ("B", "peer", "P", "x", 70)]), s)
+    # only conduct was rated: (80 + 70) / 2 = 75; the other two components give no rows
+    assert list(c["component_id"]) == ["conduct"] and comp(c, "P")["score"] == pytest.approx(75)
+    assert len(r) == 1 and rel(r, "P", "peer")["raters"] == 2
+
+
+def test_missing_scores_and_zero_weight_raters_do_not_count():
+    s = scheme(survey(items="{a: 1, z: 0}", min_raters=2))
+    resp = ratings(
+        [
+            ("A", "peer", "P", "a", 80),
+            ("B", "peer", "P", "a", float("nan")),  # no score: B rated nothing that counts
+            ("B", "peer", "P", "z", 100),  # a zero-weight item alone gives no rater score
+            ("C", "peer", "P", "a", 60),
+            ("C", "peer", "P", "z", 0),  # weight 0: C's score is 60
+        ]
+    )
+    c, r = survey_scores(resp, s)
+    assert rel(r, "P", "peer")["raters"] == 2  # A and C; B is not counted
+    assert comp(c, "P")["score"] == pytest.approx(70)
