@@ -462,6 +462,18 @@ def nomination_frame(org: Org, k: int, rng: np.random.Generator) -> pd.DataFrame
     )
 
 
+def _look_back_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    from scoring.measures import look_back_counts
+
+    return look_back_counts(frame)
+
+
+def _summed(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One month's look-back counts from its extract's chunks (a judge may span two)."""
+    both = pd.concat(parts, ignore_index=True)
+    return both.groupby(["month", "person_id"], as_index=False).sum().assign(scheme_id=SCHEME_ID)
+
+
 def _attendance_counts(frame: pd.DataFrame) -> pd.DataFrame:
     from scoring.measures import attendance_counts
 
@@ -485,8 +497,11 @@ def case_tables(
             for frame in attendance_frames(org, k, rng):
                 yield "attendance", frame
                 yield "attendance_month", _attendance_counts(frame)  # as the load keeps them
+        counts = []
         for frame in case_frames(org, universe, k):
             yield "case_snapshot", frame
+            counts.append(_look_back_counts(frame))
+        yield "case_month", _summed(counts)  # as the load keeps them
         if scored and k % 3 == 2:
             hashes = rater_hashes(org) if hashes is None else hashes
             for frame in survey_frames(org, k, rng, hashes):
@@ -544,24 +559,26 @@ def setup_case(size: int, kind: str, month: str, url: str) -> dict[str, Any]:
 
 
 class _Meter:
-    """Wall seconds of wrapped functions by label; a call inside another metered call is part of
-    the outer one (a Writer.replace inside _replace is write time once)."""
+    """Wall seconds of wrapped functions by label, exclusive: a metered call inside another is
+    its own label's time and not the outer one's (the measures computed inside _inputs are
+    compute, the rest of _inputs is waiting for reads; a Writer.replace inside _replace is write
+    time once)."""
 
     def __init__(self) -> None:
         self.t: dict[str, float] = defaultdict(float)
-        self.depth = 0
+        self.inner: list[float] = []  # per open call: seconds spent in metered calls inside it
 
     def wrap(self, fn: Callable[..., Any], label: str) -> Callable[..., Any]:
         def metered(*args: Any, **kwargs: Any) -> Any:
-            if self.depth:
-                return fn(*args, **kwargs)
-            self.depth += 1
+            self.inner.append(0.0)
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.depth -= 1
-                self.t[label] += time.perf_counter() - start
+                spent = time.perf_counter() - start
+                self.t[label] += spent - self.inner.pop()
+                if self.inner:
+                    self.inner[-1] += spent
 
         return metered
 

@@ -16,12 +16,13 @@ from etl.bulk import bulk_insert
 from etl.warehouse import (
     SOURCE_TABLE,
     attendance_month,
+    case_month,
     case_snapshot,
     cases,
     loaded_file,
     mart_quarantine,
 )
-from scoring.measures import attendance_counts
+from scoring.measures import attendance_counts, look_back_counts
 
 
 def _replace_month(
@@ -64,11 +65,13 @@ def load_month(
             if rows is None:
                 rows = pd.DataFrame(columns=[c.name for c in table.columns])
             counts[source] = _replace_month(conn, table, scheme_id, month, rows)
-        days = accepted.get("attendance")
-        summary = (
-            None if days is None or days.empty else attendance_counts(days.assign(month=month))
-        )
-        _replace_month(conn, attendance_month, scheme_id, month, summary)
+        for table, source, count in (
+            (attendance_month, "attendance", attendance_counts),
+            (case_month, "cases", look_back_counts),
+        ):  # what scoring needs of the rows, kept beside them
+            rows = accepted.get(source)
+            kept = None if rows is None or rows.empty else count(rows.assign(month=month))
+            _replace_month(conn, table, scheme_id, month, kept)
         _drop_current(conn, scheme_id, month)  # and those it holds now
         _restore_current(conn, scheme_id)
         counts["quarantine"] = _replace_month(conn, mart_quarantine, scheme_id, month, quarantine)

@@ -19,6 +19,7 @@ from etl.warehouse import adjustment as adjustment_table
 from etl.warehouse import (
     attendance,
     attendance_month,
+    case_month,
     case_snapshot,
     mart_adjustment,
     mart_bonus_allocation,
@@ -35,6 +36,7 @@ from etl.warehouse import (
 )
 from scoring.measures import (
     ATTENDANCE_COUNTS,
+    LOOK_BACK_COUNTS,
     attendance_counts,
     attendance_measures_from_counts,
     case_measures,
@@ -75,6 +77,7 @@ PEOPLE += ["category", "post_coefficient", "active_from", "active_to"]
 ACTIVE = ["month", "person_id", "active_from", "active_to"]
 DAYS = ["month", "person_id", "date", "status", "duty_filed", "duty_reviewed"]
 COUNTS = ["month", "person_id", *ATTENDANCE_COUNTS]
+HISTORY = ["person_id", *LOOK_BACK_COUNTS]
 CASES = ["month", "case_id", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
 RATINGS = ["month", "survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
@@ -82,10 +85,26 @@ READERS = 2  # parallel reads: on a 2-core machine the database or the driver fi
 
 
 def case_history(read: Reader, scheme_id: str, months: list[str]) -> pd.DataFrame:
-    """Per snapshot month and judge, the counts the look-back measures sum (closed, reversed,
-    remanded in that month), aggregated by the database: a year of a city's case extracts is
-    millions of rows, of which the look-back needs three numbers a judge and month. The snapshot
-    months being scored are left out: they are read whole."""
+    """Per snapshot month and judge of the 12-month look-back before and between `months`, the
+    counts it sums (closed, reversed, remanded in that month), as the load kept them; the months
+    being scored are left out (they are read whole). A month loaded without them (by an earlier
+    kaohe) is aggregated by the database from its snapshot."""
+    c = case_month.c
+    window, m = [], shift_month(months[0], 1 - LOOK_BACK_MONTHS)
+    while m <= months[-1]:
+        if m not in months:
+            window.append(m)
+        m = shift_month(m, 1)
+    kept = read.frame(
+        case_month, c.scheme_id == scheme_id, c.month.in_(window), columns=["month", *HISTORY]
+    )
+    lacking = sorted(set(window) - set(kept["month"]))
+    if lacking:
+        kept = pd.concat([kept, _aggregated_history(read, scheme_id, lacking)], ignore_index=True)
+    return kept.astype(dict.fromkeys(LOOK_BACK_COUNTS, float))
+
+
+def _aggregated_history(read: Reader, scheme_id: str, months: list[str]) -> pd.DataFrame:
     s = case_snapshot
 
     def in_month(col: sa.Column) -> sa.ColumnElement:
@@ -95,7 +114,6 @@ def case_history(read: Reader, scheme_id: str, months: list[str]) -> pd.DataFram
         return sa.func.sum(sa.case((cond, 1), else_=0))
 
     decided = in_month(s.c.appeal_decided_on)
-    first = shift_month(months[0], 1 - LOOK_BACK_MONTHS)
     stmt = (
         sa.select(
             s.c.month,
@@ -104,15 +122,10 @@ def case_history(read: Reader, scheme_id: str, months: list[str]) -> pd.DataFram
             count(decided & (s.c.appeal_outcome == "reversed")).label("reversed"),
             count(decided & (s.c.appeal_outcome == "remanded")).label("remanded"),
         )
-        .where(
-            s.c.scheme_id == scheme_id,
-            s.c.month.between(first, months[-1]),
-            s.c.month.not_in(months),
-        )
+        .where(s.c.scheme_id == scheme_id, s.c.month.in_(months))
         .group_by(s.c.month, s.c.judge_id)
     )
-    frame = read.query(stmt)
-    return frame.astype({"closed": float, "reversed": float, "remanded": float})
+    return read.query(stmt)
 
 
 def delivered_rounds(read: Reader, sid: str, months: list[str]) -> pd.DataFrame:
@@ -140,51 +153,48 @@ def _attendance(read: Reader, sid: str, months: list[str]) -> pd.DataFrame:
 
 
 def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.DataFrame]:
-    """What scoring `months` reads: the months' own rows, the year's roster presence (closure
-    balance) and adjustments (yearly cap), and the case counts of the 12-month look-back. The
-    reads run side by side, largest first."""
+    """What scoring `months` needs: the months' people (in key order) and measures, their survey
+    ratings and the rounds delivered, and the year's adjustments (yearly cap). The reads run side
+    by side, the largest first; the measures are computed while the surveys are still read."""
     sid, last = scheme.id, months[-1]
     year_start = f"{months[0][:4]}-01"
     r, c, v, j = roster, case_snapshot, survey_response, adjustment_table
     jobs: dict[str, Callable[[], pd.DataFrame]] = {
-        "attendance": lambda: _attendance(read, sid, months),
         "surveys": lambda: read.frame(
             v, v.c.scheme_id == sid, v.c.month.in_(months) | v.c.period.in_(months), columns=RATINGS
         ),
         "cases": lambda: read.frame(c, c.c.scheme_id == sid, c.c.month.in_(months), columns=CASES),
         "history": lambda: case_history(read, sid, months),
-        "rounds": lambda: delivered_rounds(read, sid, months),
         "people": lambda: read.frame(
             r, r.c.scheme_id == sid, r.c.month.in_(months), columns=PEOPLE
         ),
-        "earlier": lambda: read.frame(
+        "earlier": lambda: read.frame(  # the year's presence: closure balance
             r,
             r.c.scheme_id == sid,
             r.c.month.between(year_start, last),
             ~r.c.month.in_(months),
             columns=ACTIVE,
         ),
+        "attendance": lambda: _attendance(read, sid, months),
         "adjustments": lambda: read.frame(
             j, j.c.scheme_id == sid, j.c.month.between(year_start, last)
         ),
+        "rounds": lambda: delivered_rounds(read, sid, months),
     }
-    data = read.all(jobs, READERS)
-    people = data["people"]
-    data["presence"] = presence(pd.concat([data.pop("earlier"), people[ACTIVE]], ignore_index=True))
-    data["people"] = presence(people)
-    return data
-
-
-def _measures(data: dict[str, pd.DataFrame], keys: pd.DataFrame, scheme: Scheme) -> pd.DataFrame:
-    cases = case_measures(
-        data.pop("cases"),
-        data["presence"][["month", "person_id"]],
-        scheme.long_pending_days,
-        history=data["history"],
-    )
-    return attendance_measures_from_counts(data["attendance"], keys).merge(
-        cases, on=["month", "person_id"], how="left"
-    )
+    with read.started(jobs, READERS) as got:
+        people = got("people")
+        year = presence(pd.concat([got("earlier"), people[ACTIVE]], ignore_index=True))
+        # person order is the marts' key order, which makes their indexes cheap to fill
+        people = presence(people).sort_values(["month", "person_id"], ignore_index=True)
+        keys = people[["month", "person_id"]]
+        cases = case_measures(
+            got("cases"), year[["month", "person_id"]], scheme.long_pending_days, got("history")
+        )
+        measures = attendance_measures_from_counts(got("attendance"), keys).merge(
+            cases, on=["month", "person_id"], how="left"
+        )
+        data = {"people": people, "measures": measures}
+        return data | {name: got(name) for name in ("surveys", "rounds", "adjustments")}
 
 
 def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
@@ -192,10 +202,9 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
     transaction. Returns what was scored and the closed periods that must be closed again."""
     with reading(engine) as read:
         months = months_to_score(read, scheme.id, month)
-        data = _inputs(read, scheme, months)
         closed = closed_periods(read, scheme.id)
-    # person order is the marts' key order, which makes their indexes cheap to fill
-    in_months = data["people"].sort_values(["month", "person_id"], ignore_index=True)
+        data = _inputs(read, scheme, months)
+    in_months, measures = data["people"], data["measures"]
     summary: dict[str, Any] = {"months": months, "people": {}}
     with writing(engine) as out:  # each mart is written while the next is computed
         rated, relations = survey_scores(data.pop("surveys"), scheme)  # freed once scored
@@ -209,7 +218,6 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
             s.scheme_id == scheme.id,
             s.month.in_(months) | s.survey_id.in_(data["rounds"]["survey_id"].unique().tolist()),
         )
-        measures = _measures(data, in_months[["month", "person_id"]], scheme)
         for m in months:
             result = month_scores(
                 m,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from scoring.measures import ATTENDANCE_COUNTS
+from scoring.measures import ATTENDANCE_COUNTS, LOOK_BACK_COUNTS
 
 md = sa.MetaData()
 T, N, D, INT, B = sa.Text, sa.Float, sa.Date, sa.Integer, sa.Boolean
@@ -205,6 +205,14 @@ sa.Index(
     case_snapshot.c.scheme_id,
     case_snapshot.c.case_id,
     case_snapshot.c.month,
+)
+case_month = sa.Table(  # what later months' case look-back needs of a snapshot, kept by the load
+    "case_month",
+    md,
+    _key("scheme_id"),
+    _key("month"),
+    _key("person_id"),
+    *[sa.Column(name, INT, nullable=False) for name in LOOK_BACK_COUNTS],
 )
 sa.Index("ix_cases_judge", cases.c.scheme_id, cases.c.judge_id)
 

@@ -310,6 +310,34 @@ def case_measures(
     return result
 
 
+LOOK_BACK_COUNTS: tuple[str, ...] = ("closed", "reversed", "remanded")
+
+
+def look_back_counts(snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Per snapshot month and judge: cases closed, and appeals decided reversed or remanded, in
+    that month — all that later months' look-back (acceptance_rate, closure_balance) needs of a
+    snapshot, so the load keeps them (`case_month`) and scoring reads three numbers a judge and
+    month instead of the year's case extracts."""
+    s = snapshots[snapshots["judge_id"].notna() & snapshots["month"].notna()]
+    sm = _month_numbers(s["month"])
+    _, closed_month = _dates(s["closed_on"])
+    _, decided_month = _dates(s["appeal_decided_on"])
+    appeal = np.where(
+        decided_month == sm, _codes(s["appeal_outcome"], ("reversed", "remanded")), -1
+    )
+    group, months, persons = _group(sm, s["judge_id"])
+    out = pd.DataFrame(
+        {
+            "month": np.datetime_as_string(months.astype("datetime64[M]")).astype(object),
+            "person_id": persons.to_numpy(dtype=object),
+        }
+    )
+    flags = {"closed": closed_month == sm, "reversed": appeal == 0, "remanded": appeal == 1}
+    for name, values in flags.items():
+        out[name] = np.bincount(group, weights=values, minlength=len(months)).astype(np.int64)
+    return out
+
+
 def _monthly_counts(s: pd.DataFrame, sm: np.ndarray, long_pending_days: int) -> pd.DataFrame:
     """Per (snapshot month, person) sums of every per-case flag; the rates are ratios of these."""
     filed, filed_month = _dates(s["filed_on"])

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from etl.bulk import bulk_read
+from etl.bulk import bulk_read, reading
 from etl.generate import generate
 from etl.pipeline import close_step, run_month, score_step
-from etl.warehouse import case_snapshot, engine_for
-from scoring.measures import case_measures
+from etl.score import _aggregated_history
+from etl.warehouse import attendance, attendance_month, case_month, case_snapshot, engine_for
+from scoring.measures import attendance_counts, case_measures
 from scoring.numbers import quota
 from scoring.scheme import SCHEME_DIR as ROOT_SCHEMES
 from tests.helpers import snapshot, table
@@ -143,3 +144,33 @@ def test_quarter_bonus_and_pacesetters_reach_their_marts(kaohe, tmp_path):
     eligible = graded[~graded.veto.astype(bool)].groupby("category").size()
     assert set(by_rank.index) == set(eligible[eligible >= 10].index)
     assert (by_rank == eligible[by_rank.index] * 10 // 100).all()
+
+
+def test_counts_kept_by_the_load_equal_the_counts_of_the_rows_and_stand_in_for_them(quarter):
+    """attendance_month and case_month hold what scoring needs of the days and the snapshots; a
+    warehouse loaded without them (an earlier kaohe) is counted from the rows, to the same marts."""
+    kaohe, _ = quarter
+    url = kaohe.warehouse_url
+    engine = engine_for(url)
+    days = bulk_read(engine, attendance)
+    snaps = bulk_read(engine, case_snapshot)
+    key = ["month", "person_id"]
+    kept = table(url, "attendance_month").drop(columns="scheme_id").sort_values(key)
+    counted = attendance_counts(days).sort_values(key)
+    assert len(kept) == days.groupby(key).ngroups > 100
+    assert kept.reset_index(drop=True).equals(counted.reset_index(drop=True).astype(kept.dtypes))
+    history = table(url, "case_month").drop(columns="scheme_id").sort_values(key)
+    with reading(engine) as read:
+        summed = _aggregated_history(read, "demo-2026", ["2026-01", "2026-02", "2026-03"])
+    summed = summed.sort_values(key).reset_index(drop=True).astype(history.dtypes)
+    assert len(history) > 5 and history.reset_index(drop=True).equals(summed)
+    assert history.reversed.sum() + history.remanded.sum() > 0
+    assert len(snaps) > len(history)
+    kept_tables = ("attendance_month", "case_month")
+    before = snapshot(url, skip=kept_tables)
+    with engine.begin() as conn:
+        conn.execute(attendance_month.delete())
+        conn.execute(case_month.delete())
+    engine.dispose()
+    assert _score("2026-02", "rerun-without-counts")["months"] == ["2026-02", "2026-03"]
+    assert snapshot(url, skip=kept_tables) == before
