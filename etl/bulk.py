@@ -208,30 +208,15 @@ class Reader:
                 frame[n] = frame[n].astype(float)
         return frame
 
-    @contextmanager
-    def started(
-        self, jobs: dict[str, Callable[[], T]], workers: int
-    ) -> Iterator[Callable[[str], T]]:
-        """Start read jobs side by side (each ADBC read has its own connection, and the drivers
-        release the GIL while they fetch) and yield `got(name)`, which waits for that one job:
-        the caller computes on what has arrived while the rest is read. Without ADBC the jobs
-        run one after the other on the engine's connection, before the block."""
+    def all(self, jobs: dict[str, Callable[[], T]], workers: int) -> dict[str, T]:
+        """Every job's result, read side by side (each ADBC read has its own connection, and
+        the drivers release the interpreter lock while they fetch), or one after the other on
+        the engine's connection."""
         if self._conn is not None or workers < 2:
-            done = {name: job() for name, job in jobs.items()}
-            yield done.__getitem__
-            return
+            return {name: job() for name, job in jobs.items()}
         with ThreadPoolExecutor(workers, thread_name_prefix="kaohe-read") as pool:
             futures = {name: pool.submit(job) for name, job in jobs.items()}
-            try:
-                yield lambda name: futures[name].result()
-            finally:
-                for f in futures.values():
-                    f.cancel()
-
-    def all(self, jobs: dict[str, Callable[[], T]], workers: int) -> dict[str, T]:
-        """Every job's result, read side by side (see `started`)."""
-        with self.started(jobs, workers) as got:
-            return {name: got(name) for name in jobs}
+            return {name: f.result() for name, f in futures.items()}
 
     def values(self, column: sa.Column, *where: Any) -> list[Any]:
         """The distinct values of one column, sorted."""

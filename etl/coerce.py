@@ -6,7 +6,6 @@ A cell that cannot be read as its column's type does not stop anything: its row 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 import numpy as np
@@ -23,10 +22,13 @@ _FLAGS = {"0": 0, "1": 1, "否": 0, "是": 1, "false": 0, "true": 1, "n": 0, "y"
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 
 
-def _note(errors: pd.Series, bad: pd.Series, col: str, raw: pd.Series, what: str) -> pd.Series:
-    """Add a reason quoting the cell to the rows in `bad`; texts are built for those rows only."""
-    if not bad.any():
-        return errors
+def _note(
+    errors: pd.Series | None, bad: pd.Series, col: str, raw: pd.Series, what: str
+) -> pd.Series:
+    """Add a reason quoting the cell to the rows in `bad`; texts are built for those rows only.
+    `errors` is None until a first reason: a clean table never holds a column of ''."""
+    if errors is None:
+        errors = pd.Series("", index=raw.index, dtype=object)
     had = errors[bad]
     errors = errors.copy()
     errors[bad] = had.where(had.eq(""), had + "; ") + (
@@ -37,7 +39,10 @@ def _note(errors: pd.Series, bad: pd.Series, col: str, raw: pd.Series, what: str
 
 def _distinct(raw: pd.Series) -> tuple[np.ndarray, pd.Series]:
     """Codes and distinct texts: a column repeats a few values many times, so each type
-    conversion runs once per distinct text and is spread back by code."""
+    conversion runs once per distinct text and is spread back by code. A Categorical (what
+    `to_frame` gives) already is that pair."""
+    if isinstance(raw.dtype, pd.CategoricalDtype):
+        return raw.cat.codes.to_numpy(), pd.Series(raw.cat.categories, dtype=object)
     codes, uniq = pd.factorize(raw)
     return codes, pd.Series(uniq, dtype=object)
 
@@ -47,6 +52,33 @@ def _spread(
 ) -> pd.Series:
     taken = values.to_numpy()[codes] if len(values) else np.array([], dtype=object)
     return pd.Series(taken, index=index, dtype=dtype)
+
+
+def _spread_text(values: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """Per-distinct texts (None = null) spread as a Categorical, so later steps stay per value.
+
+    Several raw texts can give one value (`2026/3/5` and `2026-03-05`, `正常` and `present`), so the
+    results are factorized again into the categories.
+    """
+    remap, categories = pd.factorize(values.to_numpy(dtype=object))
+    taken = remap[codes] if len(remap) else np.full(len(codes), -1, dtype=np.int8)
+    cat = pd.Categorical.from_codes(
+        taken, categories=pd.Index(categories, dtype=object), validate=False
+    )
+    return pd.Series(cat, index=index)
+
+
+def _error_column(errors: pd.Series | None, index: pd.Index) -> pd.Series:
+    """`_parse_error` as a Categorical: null on clean rows, the joined reasons on the others."""
+    codes = np.full(len(index), -1, dtype=np.int32)
+    categories = np.array([], dtype=object)
+    if errors is not None:
+        bad = errors.ne("").to_numpy()
+        codes[bad], categories = pd.factorize(errors.to_numpy(dtype=object)[bad])
+    cat = pd.Categorical.from_codes(
+        codes, categories=pd.Index(categories, dtype=object), validate=False
+    )
+    return pd.Series(cat, index=index)
 
 
 def parse_dates(raw: pd.Series) -> pd.Series:
@@ -73,11 +105,13 @@ def coerce(
     levels: dict[str, float] | None = None,
     secret: bytes | None = None,
 ) -> pd.DataFrame:
-    """Typed copy of `frame`: None for blanks, numbers as float, dates as ISO text, enum labels as
+    """Typed copy of `frame`: nulls for blanks, numbers as float, dates as ISO text, enum labels as
     codes, flags as 0/1; survey scores as points with the level kept; rater keys replaced by
-    their keyed hash so no later step ever holds one."""
-    out = frame.copy()
-    errors = pd.Series("", index=frame.index, dtype=object)
+    their keyed hash so no later step ever holds one. Text, date and enum columns come out as
+    Categoricals (null for blank); `_clean` in etl.validate gives the warehouse its object columns.
+    """
+    out = frame.copy(deep=False)
+    errors: pd.Series | None = None  # the reasons of unreadable cells, once there is one
     for col in COLUMNS[source]:
         raw = frame[col.name]
         codes, u = _distinct(raw)
@@ -89,51 +123,60 @@ def coerce(
             if col.kind == "integer":
                 bad |= val.notna() & (val % 1 != 0)
             what = "is not a number" if col.kind == "number" else "is not a whole number"
-            val, dtype = val.where(~bad), "float64"
+            out[col.name] = _spread(val.where(~bad), codes, frame.index, "float64")
         elif col.kind == "date":
-            val, dtype = parse_dates(u), object
+            val = parse_dates(u)
             bad, what = ~blank & val.isna(), "is not a date"
+            out[col.name] = _spread_text(val, codes, frame.index)
         elif col.kind == "flag":
-            val, dtype = u.str.lower().map(_FLAGS).astype(float), "Int64"
+            val = u.str.lower().map(_FLAGS).astype(float)
             bad, what = ~blank & val.isna(), "is not 0 or 1"
+            out[col.name] = _spread(val, codes, frame.index, "Int64")
         elif col.kind == "enum":
-            val, dtype = u.map(col.labels).fillna(u).where(~blank, None), object
+            val = u.map(col.labels).fillna(u).where(~blank, None)
+            out[col.name] = _spread_text(val, codes, frame.index)
         else:
-            val, dtype = u.where(~blank, None), object
-        out[col.name] = _spread(val, codes, frame.index, dtype)
-        if what is not None:
+            out[col.name] = _spread_text(u.where(~blank, None), codes, frame.index)
+        if what is not None and bad.any():
             errors = _note(errors, _spread(bad, codes, frame.index, bool), col.name, raw, what)
     if source == "surveys":
         out, errors = _survey_scores(out, frame, errors, levels or {})
-        keys = frame["rater_key"]
-        codes, uniq = pd.factorize(keys)
-        hashed = np.array([_rater_hash(k, secret or b"") for k in uniq], dtype=object)
-        out["rater_hash"] = pd.Series(hashed[codes] if len(uniq) else [], index=frame.index)
-        out.loc[keys.eq(""), "rater_hash"] = None
+        codes, keys = _distinct(frame["rater_key"])
+        hashed = pd.Series([_rater_hash(k, secret or b"") for k in keys], dtype=object)
+        hashed = hashed.where(keys.ne(""), None)
+        out["rater_hash"] = (
+            _spread_text(hashed, codes, frame.index)
+            if len(frame)
+            else pd.Series([], index=frame.index, dtype=object)  # as the warehouse always got it
+        )
         out = out.drop(columns=["rater_key"])
     if source == "roster":
+        given = frame["post_coefficient"].ne("")  # an empty one is 1.0 on a row read whole
         out["post_coefficient"] = out["post_coefficient"].where(
-            frame["post_coefficient"].ne("") | errors.ne(""), 1.0
+            given if errors is None else given | errors.ne(""), 1.0
         )
     if source == "adjustments":
         out["count"] = out["count"].where(frame["count"].ne(""), 1.0)
-    out[PARSE_ERROR] = errors.where(errors.ne(""), None)
+    out[PARSE_ERROR] = _error_column(errors, frame.index)
     return out
 
 
 def _survey_scores(
-    out: pd.DataFrame, frame: pd.DataFrame, errors: pd.Series, levels: dict[str, float]
-) -> tuple[pd.DataFrame, pd.Series]:
+    out: pd.DataFrame, frame: pd.DataFrame, errors: pd.Series | None, levels: dict[str, float]
+) -> tuple[pd.DataFrame, pd.Series | None]:
     raw = frame["score"]
     codes, u = _distinct(raw)
     num = pd.to_numeric(u.where(u.ne("")), errors="coerce").astype(float)
     lvl = u.map(levels).astype(float)
-    bad = _spread(u.ne("") & num.isna() & lvl.isna(), codes, frame.index, bool)
-    errors = _note(errors, bad, "score", raw, "is neither a number nor a level of the scheme")
+    bad = u.ne("") & num.isna() & lvl.isna()
+    if bad.any():
+        bad = _spread(bad, codes, frame.index, bool)
+        errors = _note(errors, bad, "score", raw, "is neither a number nor a level of the scheme")
     out["score"] = _spread(num.fillna(lvl), codes, frame.index, "float64")
-    out["level"] = _spread(u.where(lvl.notna(), None), codes, frame.index, object)
+    out["level"] = _spread_text(u.where(lvl.notna(), None), codes, frame.index)
     return out, errors
 
 
 def _rater_hash(key: str, secret: bytes) -> str:
-    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+    """HMAC-SHA256 of the key, hex (one-shot `hmac.digest`: the same bytes as `hmac.new`)."""
+    return hmac.digest(secret, key.encode(), "sha256").hex()

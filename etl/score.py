@@ -80,7 +80,7 @@ COUNTS = ["month", "person_id", *ATTENDANCE_COUNTS]
 HISTORY = ["person_id", *LOOK_BACK_COUNTS]
 CASES = ["month", "case_id", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
-RATINGS = ["month", "survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
+RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
 READERS = 2  # parallel reads: on a 2-core machine the database or the driver fills the other core
 
 
@@ -155,7 +155,7 @@ def _attendance(read: Reader, sid: str, months: list[str]) -> pd.DataFrame:
 def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.DataFrame]:
     """What scoring `months` needs: the months' people (in key order) and measures, their survey
     ratings and the rounds delivered, and the year's adjustments (yearly cap). The reads run side
-    by side, the largest first; the measures are computed while the surveys are still read."""
+    by side, the largest first."""
     sid, last = scheme.id, months[-1]
     year_start = f"{months[0][:4]}-01"
     r, c, v, j = roster, case_snapshot, survey_response, adjustment_table
@@ -181,20 +181,22 @@ def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.Dat
         ),
         "rounds": lambda: delivered_rounds(read, sid, months),
     }
-    with read.started(jobs, READERS) as got:
-        people = got("people")
-        year = presence(pd.concat([got("earlier"), people[ACTIVE]], ignore_index=True))
-        # person order is the marts' key order, which makes their indexes cheap to fill
-        people = presence(people).sort_values(["month", "person_id"], ignore_index=True)
-        keys = people[["month", "person_id"]]
-        cases = case_measures(
-            got("cases"), year[["month", "person_id"]], scheme.long_pending_days, got("history")
-        )
-        measures = attendance_measures_from_counts(got("attendance"), keys).merge(
-            cases, on=["month", "person_id"], how="left"
-        )
-        data = {"people": people, "measures": measures}
-        return data | {name: got(name) for name in ("surveys", "rounds", "adjustments")}
+    # every read first: computing beside the reads makes both slower, the drivers' threads and
+    # pandas contending for the interpreter lock
+    got = read.all(jobs, READERS)
+    people = got["people"]
+    year = presence(pd.concat([got.pop("earlier"), people[ACTIVE]], ignore_index=True))
+    # person order is the marts' key order, which makes their indexes cheap to fill
+    people = presence(people).sort_values(["month", "person_id"], ignore_index=True)
+    keys = people[["month", "person_id"]]
+    cases = case_measures(
+        got.pop("cases"), year[["month", "person_id"]], scheme.long_pending_days, got["history"]
+    )
+    measures = attendance_measures_from_counts(got["attendance"], keys).merge(
+        cases, on=["month", "person_id"], how="left"
+    )
+    data = {"people": people, "measures": measures}
+    return data | {name: got[name] for name in ("surveys", "rounds", "adjustments")}
 
 
 def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:

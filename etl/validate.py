@@ -14,14 +14,18 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.coerce import coerce
-from etl.read import FILE, LINE, UnreadableFile, to_frame
+from etl.read import FILE, LINE, UnreadableFile, concat, to_frame
 from etl.sources import REQUIRED_SOURCES, SOURCES
 from scoring.scheme import Scheme
 
@@ -63,23 +67,56 @@ def suite_parameters(scheme: Scheme) -> dict[str, list]:
 
 
 # --- derived flags: rules across columns and tables ---------------------------------------------
+def _null_or(col: pd.Series, test: Callable[[pd.Series], Any]) -> pd.Series:
+    """True where a cell is null or `test` holds for its value.
+
+    `test` gets the distinct values (an object Series) and runs once per value, spread back by
+    code: the text columns of a typed table are Categoricals (etl.read), and a month holds each
+    person id, date or panel ~20-30 times.
+    """
+    cat = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category")
+    holds = np.asarray(test(pd.Series(cat.cat.categories, dtype=object)), dtype=bool)
+    return pd.Series(np.append(holds, True)[cat.cat.codes.to_numpy()], index=col.index)
+
+
 def _in_month(dates: pd.Series, month: str) -> pd.Series:
-    return dates.isna() | dates.astype(str).str.startswith(month + "-")
+    return _null_or(dates, lambda d: d.astype(str).str.startswith(month + "-"))
 
 
 def _known(ids: pd.Series, people: pd.Index) -> pd.Series:
-    return ids.isna() | ids.isin(people)
+    return _null_or(ids, lambda i: i.isin(people))
+
+
+# what str.strip() strips: the characters for which str.isspace() holds
+_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(
+    map(chr, [*range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000])
+)
+
+
+def _members_known(panels: pd.Series, people: pd.Index) -> np.ndarray:
+    """Per `;`-separated panel: every member (stripped; '' is no member) in `people`.
+
+    In Arrow, not per member in Python: a city's month has ~60,000 distinct panels.
+    """
+    lists = pc.split_pattern(pa.array(panels.to_numpy(dtype=object), pa.large_string()), ";")
+    members = pc.utf8_trim(pc.list_flatten(lists), characters=_WHITESPACE)
+    known = pa.array(people.to_numpy(dtype=object), pa.large_string())
+    ok = pc.or_(pc.equal(members, ""), pc.is_in(members, value_set=known))
+    out = np.ones(len(panels), dtype=bool)
+    out[pc.list_parent_indices(lists).to_numpy()[~ok.to_numpy(zero_copy_only=False)]] = False
+    return out
+
+
+def _not_before(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    """True unless both dates are given and `later` is before `earlier` (ISO sorts as dates)."""
+    return later.isna() | earlier.isna() | (later.astype(str) >= earlier.astype(str))
 
 
 def add_flags(
     source: str, t: pd.DataFrame, month: str, people: pd.Index, scheme: Scheme
 ) -> pd.DataFrame:
     if source == "roster":
-        t["_active_order"] = (
-            t["active_to"].isna()
-            | t["active_from"].isna()
-            | (t["active_to"].astype(str) >= t["active_from"].astype(str))
-        )
+        t["_active_order"] = _not_before(t["active_to"], t["active_from"])
     elif source in ("attendance", "adjustments", "nominations"):
         t["_person_known"] = _known(t["person_id"], people)
         if "date" in t:
@@ -88,18 +125,8 @@ def add_flags(
         t["_ratee_known"] = _known(t["ratee_id"], people)
     elif source == "cases":
         t["_judge_known"] = _known(t["judge_id"], people)
-        codes, panels = pd.factorize(t["panel_ids"].fillna(""))  # panels repeat: split each once
-        member = pd.Series(panels, dtype=object).str.split(";").explode().str.strip()
-        member = member[member.ne("")]
-        known = (
-            member.isin(people).groupby(level=0).all().reindex(range(len(panels)), fill_value=True)
-        )
-        t["_panel_known"] = known.to_numpy()[codes] if len(panels) else True
-        t["_closed_after_filed"] = (
-            t["closed_on"].isna()
-            | t["filed_on"].isna()
-            | (t["closed_on"].astype(str) >= t["filed_on"].astype(str))
-        )
+        t["_panel_known"] = _null_or(t["panel_ids"], lambda p: _members_known(p, people))
+        t["_closed_after_filed"] = _not_before(t["closed_on"], t["filed_on"])
         t["_outcome_when_closed"] = t["closed_on"].isna() | t["outcome"].notna()
         t["_appeal_date_given"] = (
             ~t["appeal_outcome"].isin(["reversed", "remanded"]) | t["appeal_decided_on"].notna()
@@ -112,15 +139,16 @@ def add_flags(
 def _points_fit(t: pd.DataFrame, scheme: Scheme) -> pd.Series:
     """A range rule needs points inside it; a fixed rule takes none or its own; a veto rule none."""
     rules = scheme.rules()
-    lo = t["rule"].map({k: r.range[0] for k, r in rules.items() if r.range})
-    hi = t["rule"].map({k: r.range[1] for k, r in rules.items() if r.range})
-    fixed = t["rule"].map({k: r.points for k, r in rules.items() if not r.range and not r.veto})
-    veto = t["rule"].map({k: r.veto for k, r in rules.items()}).fillna(False).astype(bool)
+    rule = t["rule"].astype(object)  # a Categorical would map to a Categorical
+    lo = rule.map({k: r.range[0] for k, r in rules.items() if r.range})
+    hi = rule.map({k: r.range[1] for k, r in rules.items() if r.range})
+    fixed = rule.map({k: r.points for k, r in rules.items() if not r.range and not r.veto})
+    veto = rule.map({k: r.veto for k, r in rules.items()}).fillna(False).astype(bool)
     p = t["points"]
     is_range = lo.notna()
     ok_range = p.notna() & (p.round(6) >= lo.round(6)) & (p.round(6) <= hi.round(6))
     ok_fixed = p.isna() | (p.round(6) == fixed.round(6))
-    unknown = ~t["rule"].isin(list(rules))  # reported by the rule's own expectation
+    unknown = ~rule.isin(list(rules))  # reported by the rule's own expectation
     return unknown | (is_range & ok_range) | (fixed.notna() & ok_fixed) | (veto & p.isna())
 
 
@@ -149,7 +177,7 @@ def failing_rows(exp: dict[str, Any], t: pd.DataFrame, params: dict[str, Any]) -
     if kind == "expect_column_values_to_be_in_set":
         return present & ~col.isin(kw["value_set"])
     if kind == "expect_column_values_to_match_regex":
-        return present & ~col.astype(str).str.contains(kw["regex"], regex=True)
+        return ~_null_or(col, lambda v: v.astype(str).str.contains(kw["regex"], regex=True))
     if kind == "expect_column_values_to_be_between":
         v = pd.to_numeric(col, errors="coerce").round(6)
         bad = pd.Series(False, index=t.index)
@@ -162,20 +190,21 @@ def failing_rows(exp: dict[str, Any], t: pd.DataFrame, params: dict[str, Any]) -
 
 
 def row_reasons(suite: dict[str, Any], t: pd.DataFrame, params: dict[str, Any]) -> pd.Series:
-    """Every failed rule of a row, joined: '' for a clean row."""
-    reasons = pd.Series("", index=t.index, dtype=object)
+    """Every failed rule of a row, joined: '' for a clean row. Texts are built for failing rows
+    only: a month of a city has a few hundred of them among a million."""
+    reasons = np.full(len(t), "", dtype=object)
     for exp in suite["expectations"]:
-        bad = failing_rows(exp, t, params)
-        if not bad.any():
+        rows = np.flatnonzero(failing_rows(exp, t, params).to_numpy(dtype=bool))
+        if not len(rows):
             continue
         meta = exp.get("meta", {})
-        text = (
-            t[exp["kwargs"]["column"]].astype(str)
-            if meta.get("reason_from_values")
-            else pd.Series(meta["reason"], index=t.index)
-        )
-        reasons = reasons.where(~bad, reasons.where(reasons.eq(""), reasons + "; ") + text)
-    return reasons
+        if meta.get("reason_from_values"):
+            text = t[exp["kwargs"]["column"]].iloc[rows].astype(str).to_numpy(dtype=object)
+        else:
+            text = np.full(len(rows), meta["reason"], dtype=object)
+        had = reasons[rows]
+        reasons[rows] = np.where(had == "", text, had + "; " + text)
+    return pd.Series(reasons, index=t.index, dtype=object)
 
 
 # --- one month ------------------------------------------------------------------------------------
@@ -244,7 +273,7 @@ def validate_month(
         if rep.problems:
             rep.status = "rejected"
             continue
-        raw = pd.concat(frames, ignore_index=True)
+        raw = concat(frames)
         typed = add_flags(source, coerce(source, raw, levels, secret), month, people, scheme)
         reasons = row_reasons(load_suite(source), typed, params)
         bad = reasons.ne("")
@@ -275,7 +304,7 @@ def validate_month(
         quarantined.append(q)
         typed_all[source] = typed
         rep.status = "rejected" if rep.problems else ("quarantined" if bad.any() else "accepted")
-        accepted[source] = _clean(source, typed[~bad], scheme)
+        accepted[source] = _clean(source, typed[~bad] if bad.any() else typed, scheme)
         if source == "roster":
             people = pd.Index(accepted["roster"]["person_id"].unique())
     if docs_dir is not None:
@@ -301,10 +330,29 @@ def _quarantine_rows(source: str, raw: pd.DataFrame, reasons: pd.Series) -> pd.D
     )
 
 
+def _objects(col: pd.Series) -> pd.Series:
+    """A Categorical text column as the warehouse takes text: object, None where null."""
+    values = np.append(col.cat.categories.to_numpy(dtype=object), None)
+    return pd.Series(values[col.cat.codes.to_numpy()], index=col.index, dtype=object)
+
+
+def _strings(col: pd.Series) -> pd.Series:
+    """A Categorical text column as pandas' `str` (Arrow), NaN where null: the distinct texts are
+    converted once and taken by code in Arrow, not converted cell by cell."""
+    codes = col.cat.codes.to_numpy()
+    texts = pa.array(col.cat.categories.to_numpy(dtype=object), type=pa.large_string())
+    taken = texts.take(pa.array(codes, mask=codes < 0))
+    return pd.Series(pd.array(taken, dtype=pd.StringDtype("pyarrow", np.nan)), index=col.index)
+
+
 def _clean(source: str, t: pd.DataFrame, scheme: Scheme) -> pd.DataFrame:
-    """Accepted rows in warehouse shape: canonical codes, no check columns."""
+    """Accepted rows in warehouse shape: canonical codes, no check columns, text as object columns
+    (rater hashes as pandas' str)."""
     t = t.drop(columns=[c for c in t.columns if c.startswith("_") and c not in (LINE, FILE)])
     t = t.rename(columns={LINE: "source_line", FILE: "source_file"})
+    for c in t.columns:
+        if isinstance(t[c].dtype, pd.CategoricalDtype):
+            t[c] = _strings(t[c]) if c == "rater_hash" else _objects(t[c])
     if source == "roster":
         t["category"] = t["category"].map(scheme.category_id())
     for c in ("duty_filed", "duty_reviewed", "verdict_in_court", "fault", "count"):

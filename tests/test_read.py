@@ -6,9 +6,10 @@ import datetime as dt
 import io
 
 import openpyxl
+import pandas as pd
 import pytest
 
-from etl.read import UnreadableFile, to_frame
+from etl.read import UnreadableFile, concat, to_frame
 
 ROSTER_ZH = (
     "工号,姓名,单位编码,单位名称,部门编码,部门,人员类别,岗位系数,邮箱\n"
@@ -52,7 +53,15 @@ def test_missing_required_column_is_reported():
     assert missing == ["status"]
 
 
-@pytest.mark.parametrize("data", [b"", b"   \n", b"\xff\xfe\x00\x01garbage\x80\x81"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"   \n",
+        b"\xff\xfe\x00\x01garbage\x80\x81",
+        "\ufeff工号,姓名\n".encode() + "张三".encode("gb18030"),  # a BOM, then GB18030
+    ],
+)
 def test_unreadable_files_raise(data):
     with pytest.raises(UnreadableFile):
         to_frame("roster", "roster.csv", data)
@@ -81,3 +90,32 @@ def test_xlsx_first_sheet_with_date_cells_and_numbers():
         "",
         "2",
     )
+
+
+def test_text_columns_are_categoricals_of_the_normalised_strings():
+    text = "工号,日期,考勤结果\nＡ１,2026-03-02,正常\n A1 ,2026-03-02,正常\nA1,2026-03-03\n"
+    frame, _ = to_frame("attendance", "a.csv", text.encode("utf-8"))
+    assert isinstance(frame["person_id"].dtype, pd.CategoricalDtype)
+    assert frame["person_id"].tolist() == ["A1", "A1", "A1"]
+    assert frame["person_id"].cat.categories.tolist().count("A1") == 1  # cleaning merged them
+    assert frame["status"].tolist() == ["正常", "正常", ""]  # a short row reads as ''
+    assert frame["duty_filed"].tolist() == ["", "", ""]  # an absent optional column
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_quoted_fields_and_line_endings_read_alike_in_every_encoding(encoding):
+    head = "工号,姓名,单位编码,单位名称,部门编码,部门,人员类别\r\n"
+    text = head + '1,"王,五",u1,"某院\r\n本部",d1,科,x\r\n'
+    frame, _ = to_frame("roster", "roster.csv", text.encode(encoding))
+    assert frame["name"].tolist() == ["王,五"]
+    assert frame["unit_name"].tolist() == ["某院\r\n本部"]
+    assert frame["_line"].tolist() == [2]
+
+
+def test_files_of_one_source_concatenate_keeping_categoricals():
+    a, _ = to_frame("attendance", "a.csv", "工号,日期,考勤结果\n1,2026-03-02,正常\n".encode())
+    b, _ = to_frame("attendance", "b.csv", "工号,日期,状态\n2,2026-03-02,迟到\n".encode("gb18030"))
+    both = concat([a, b])
+    assert isinstance(both["person_id"].dtype, pd.CategoricalDtype)
+    assert both["person_id"].tolist() == ["1", "2"] and both["status"].tolist() == ["正常", "迟到"]
+    assert both["_file"].tolist() == ["a.csv", "b.csv"] and both["_line"].tolist() == [2, 2]

@@ -140,3 +140,53 @@ def test_each_demo_scheme_takes_its_generated_organisation_whole(tmp_path, kind,
         s: "accepted" for s in ("roster", "attendance", "surveys", "adjustments")
     } | ({"cases": "accepted"} if kind != "office" else {})
     assert v.quarantine.empty
+
+
+def test_accepted_rows_carry_text_as_objects_with_none_for_blanks(tmp_path):
+    roster = ROSTER.replace("人员类别\n", "人员类别,邮箱\n").replace(",staff\n", ",staff,\n")
+    first = "0001,人员1,u1,单位,d1,科室,staff,"
+    roster = roster.replace(first, first + "a@b.cn")
+    head = "survey_id,period,rater_key,relation,ratee_id,item,score\n"
+    surveys = head + "".join(f"s1,2026-Q1,k{i},peer,{i:04d},de,80\n" for i in range(1, 41))
+    v = _validate(tmp_path, roster=roster, surveys=surveys)
+    acc = v.accepted["roster"]
+    assert acc["email"].dtype == object and acc["email"].tolist()[:2] == ["a@b.cn", None]
+    assert acc["active_from"].dtype == object and acc["active_from"].isna().all()
+    assert v.accepted["attendance"]["status"].dtype == object
+    assert v.accepted["surveys"]["rater_hash"].dtype == "str"
+
+
+def test_panel_members_are_stripped_and_every_one_must_be_known(tmp_path):
+    head = "case_id,dept_id,judge_id,panel_ids,filed_on,closed_on,procedure,outcome\n"
+    ok = [f"c{i},d1,0001,0001; 0002 ;;0003,2026-01-05,,ordinary," for i in range(1, 40)]
+    bad = ["x1,d1,0001,0002;0001\u30009999,2026-01-05,,ordinary,"]  # line 41
+    v = _validate(tmp_path, cases=head + "\n".join(ok + bad) + "\n")
+    q = v.quarantine[v.quarantine.source == "cases"]
+    assert q["line"].tolist() == [41] and "unknown panel member" in q["reason"].iloc[0]
+
+
+def test_a_key_repeated_across_two_files_is_quarantined_where_it_repeats(tmp_path):
+    # files are read in name order: attendance-b.csv, then attendance.csv (line 4: 0003, 3-02)
+    second = "工号,日期,状态,履职填报\n0003,2026-03-02,迟到,1\n0004,2026年3月9日,休息日,\n"
+    v = _validate(tmp_path, **{"attendance-b": second})
+    q = v.quarantine[v.quarantine.source == "attendance"]
+    assert q[["file", "line"]].values.tolist() == [["attendance.csv", 4]]
+    assert "duplicate" in q["reason"].iloc[0]
+    acc = v.accepted["attendance"]
+    dates = acc.loc[acc.source_file == "attendance-b.csv", "date"].tolist()
+    assert dates == ["2026-03-02", "2026-03-09"]
+
+
+def test_every_unreadable_cell_of_a_row_is_quoted_in_one_reason(tmp_path):
+    att = _attendance(["0001,2026-03-40,present,2,1"])  # line 82: bad date and bad flag
+    v = _validate(tmp_path, attendance=att)
+    q = v.quarantine.set_index("line")["reason"]
+    assert q[82].startswith("date: '2026-03-40' is not a date; duty_filed: '2' is not 0 or 1")
+
+
+def test_the_whitespace_panel_members_are_stripped_of_is_pythons():
+    import sys
+
+    from etl.validate import _WHITESPACE
+
+    assert _WHITESPACE == "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
