@@ -78,7 +78,7 @@ ACTIVE = ["month", "person_id", "active_from", "active_to"]
 DAYS = ["month", "person_id", "date", "status", "duty_filed", "duty_reviewed"]
 COUNTS = ["month", "person_id", *ATTENDANCE_COUNTS]
 HISTORY = ["person_id", *LOOK_BACK_COUNTS]
-CASES = ["month", "case_id", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
+CASES = ["month", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
 RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
 READERS = 2  # parallel reads: on a 2-core machine the database or the driver fills the other core
@@ -190,7 +190,7 @@ def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.Dat
     people = presence(people).sort_values(["month", "person_id"], ignore_index=True)
     keys = people[["month", "person_id"]]
     cases = case_measures(
-        got.pop("cases"), year[["month", "person_id"]], scheme.long_pending_days, got["history"]
+        got.pop("cases"), year, scheme.long_pending_days, got["history"], months=months
     )
     measures = attendance_measures_from_counts(got["attendance"], keys).merge(
         cases, on=["month", "person_id"], how="left"

@@ -246,8 +246,10 @@ def case_measures(
     presence: pd.DataFrame,
     long_pending_days: int = 365,
     history: pd.DataFrame | None = None,
+    months: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Case measures for each (month, person_id) of `presence`, in its order.
+    """Case measures for each (month, person_id) of `presence` in `months` (default: every month
+    of `presence`), in its order.
 
     Month M reads only the snapshot extracted for M; the look-back measures additionally read the
     monthly counts of earlier snapshots (acceptance_rate) and of earlier presence months of the same
@@ -256,9 +258,15 @@ def case_measures(
     warehouse aggregates them, for the snapshot months `snapshots` leaves out. Only the months whose
     snapshot is given get every measure right; the others are there for the look-back.
     """
-    out = _frame(presence)
-    out["m"] = _month_numbers(out["month"])
-    targets = np.unique(out["m"])
+    every = _frame(presence)
+    every_m = _month_numbers(every["month"])
+    if months is None:
+        targets = np.unique(every_m)
+    else:
+        targets = np.unique(_month_numbers(pd.Series(months, dtype=object)))
+    reported = np.isin(every_m, targets)
+    out = every[reported].reset_index(drop=True)
+    out["m"] = every_m[reported]
     window = np.unique((targets[:, None] - np.arange(ACCEPTANCE_WINDOW)).ravel())
 
     sm = _month_numbers(snapshots["month"])
@@ -275,16 +283,19 @@ def case_measures(
         earlier["person_id"] = _text(earlier["person_id"])
         monthly = pd.concat([monthly, earlier], ignore_index=True).fillna(0.0)
     # (month, person) as one integer: merges and sums on it are many times faster than on text
-    persons = pd.Index(pd.unique(np.concatenate([_ids(out), _ids(monthly)])))
+    persons = pd.Index(pd.unique(np.concatenate([_ids(every), _ids(monthly)])))
     width = max(len(persons), 1)
-    out_key = out["m"].to_numpy() * width + persons.get_indexer(_ids(out))
+    every_key = every_m * width + persons.get_indexer(_ids(every))
+    out_key = every_key[reported]
     monthly_key = monthly["m"].to_numpy() * width + persons.get_indexer(_ids(monthly))
     counts = monthly.columns.drop(["m", "person_id"])
     by_key = monthly[counts].set_axis(monthly_key)
     rows = by_key.reindex(out_key).fillna(0.0).reset_index(drop=True)
     sums = _acceptance(monthly["m"].to_numpy(), monthly_key % width, by_key, targets, width)
     rows[sums.columns] = sums.reindex(out_key).to_numpy()
-    rows["mean_closed"] = _closure_means(out["m"].to_numpy(), out_key, rows["closed"], width)
+    closed_every = by_key["closed"].reindex(every_key).fillna(0.0)
+    mean = _closure_means(every_m, every_key, closed_every, width)
+    rows["mean_closed"] = mean[reported]
     closed = rows["closed"].to_numpy(dtype=float)
     mean = rows["mean_closed"].to_numpy(dtype=float)
     balance = 1.0 - np.abs(closed - mean) / np.where(mean > 0, mean, 1.0)

@@ -670,3 +670,24 @@ def test_history_counts_stand_in_for_earlier_snapshots():
     assert apr["cases.closed_count"] == 1 and apr["cases.reversal_count"] == 1
     assert apr["cases.acceptance_rate"] == pytest.approx(2 / 3)  # 1 − 1/(2 + 1)
     assert apr["cases.closure_balance"] == pytest.approx(2 / 3)  # mean (2 + 1)/2 = 1.5
+
+
+def test_measures_of_chosen_months_equal_those_of_every_month():
+    """Scoring reports only its own months; the earlier months of presence still feed the
+    closure balance and the look-back, so the reported rows are the same as in a full run."""
+    rows = [
+        *_closed("2024-04", "J", 2),
+        *_closed("2024-05", "J", 4),
+        *_closed("2024-06", "J", 9),
+        *_closed("2024-06", "R", 1),
+    ]
+    presence = _presence(
+        ("2024-04", "J"), ("2024-05", "J"), ("2024-06", "J"), ("2024-05", "R"), ("2024-06", "R")
+    )
+    full = case_measures(_snapshots(rows), presence)
+    june = case_measures(_snapshots(rows), presence, months=["2024-06"])
+    assert june["month"].tolist() == ["2024-06", "2024-06"]
+    want = full[full["month"] == "2024-06"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(june, want)
+    # J: mean 5, 1 − 4/5; R: May 0 and June 1, mean 1/2, 1 − (1/2)/(1/2) = 0
+    assert june["cases.closure_balance"].tolist() == pytest.approx([0.2, 0.0])
