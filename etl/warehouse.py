@@ -100,6 +100,9 @@ attendance = sa.Table(
         sa.Column("duty_reviewed", INT),
     ),
 )
+# tables filled whole, in primary-key order, by scoring or the load's counts: on SQLite they are
+# kept in their key's b-tree alone (no rowid table beside it), half the pages to write
+SCORED: dict[str, Any] = {"sqlite_with_rowid": False}
 attendance_month = sa.Table(  # what scoring needs of a month's days, kept by the load beside them
     "attendance_month",
     md,
@@ -107,6 +110,7 @@ attendance_month = sa.Table(  # what scoring needs of a month's days, kept by th
     _key("month"),
     _key("person_id"),
     *[sa.Column(name, INT, nullable=False) for name in ATTENDANCE_COUNTS],
+    **SCORED,
 )
 _CASE_COLS = (
     sa.Column("dept_id", T, nullable=False),
@@ -213,6 +217,7 @@ case_month = sa.Table(  # what later months' case look-back needs of a snapshot,
     _key("month"),
     _key("person_id"),
     *[sa.Column(name, INT, nullable=False) for name in LOOK_BACK_COUNTS],
+    **SCORED,
 )
 sa.Index("ix_cases_judge", cases.c.scheme_id, cases.c.judge_id)
 
@@ -244,6 +249,7 @@ mart_monthly_score = sa.Table(
     sa.Column("red_flag", B, nullable=False),
     sa.Column("veto", B, nullable=False),
     REVISION.copy(),
+    **SCORED,
 )
 mart_indicator_score = sa.Table(
     "mart_indicator_score",
@@ -254,6 +260,7 @@ mart_indicator_score = sa.Table(
     sa.Column("points", N),
     sa.Column("score", N, nullable=False),
     sa.Column("no_basis", B, nullable=False),
+    **SCORED,
 )
 mart_component_score = sa.Table(
     "mart_component_score",
@@ -262,6 +269,7 @@ mart_component_score = sa.Table(
     sa.Column("weight", N, nullable=False),
     sa.Column("score", N, nullable=False),
     sa.Column("no_basis", B, nullable=False),
+    **SCORED,
 )
 mart_adjustment = sa.Table(
     "mart_adjustment",
@@ -277,6 +285,7 @@ mart_adjustment = sa.Table(
     sa.Column("veto", B, nullable=False),
     sa.Column("note", T),
     sa.Column("evidence", T),
+    **SCORED,
 )
 mart_department_score = sa.Table(
     "mart_department_score",
@@ -285,6 +294,7 @@ mart_department_score = sa.Table(
     sa.Column("people", INT, nullable=False),
     sa.Column("mean_total", N, nullable=False),
     sa.Column("red_flag", B, nullable=False),
+    **SCORED,
 )
 mart_survey_result = sa.Table(  # relation results only: no rater-level row ever reaches a mart
     "mart_survey_result",
@@ -300,6 +310,7 @@ mart_survey_result = sa.Table(  # relation results only: no rater-level row ever
     sa.Column("score", N),
     sa.Column("score_raw", N),
     sa.Column("suppressed", B, nullable=False),
+    **SCORED,
 )
 mart_period_score = sa.Table(
     "mart_period_score",
@@ -321,6 +332,7 @@ mart_period_score = sa.Table(
     sa.Column("pacesetter_route", T),
     sa.Column("placed_by_tiebreak", B, nullable=False),
     REVISION.copy(),
+    **SCORED,
 )
 mart_bonus_allocation = sa.Table(
     "mart_bonus_allocation",
@@ -330,6 +342,7 @@ mart_bonus_allocation = sa.Table(
     sa.Column("weight", N, nullable=False),
     sa.Column("amount_cents", sa.BigInteger, nullable=False),
     REVISION.copy(),
+    **SCORED,
 )
 mart_nomination_refused = sa.Table(  # nominations not taken, never silently dropped
     "mart_nomination_refused",
@@ -340,6 +353,7 @@ mart_nomination_refused = sa.Table(  # nominations not taken, never silently dro
     sa.Column("unit_id", T),
     sa.Column("month", T),
     sa.Column("reason_refused", T, nullable=False),
+    **SCORED,
 )
 
 
