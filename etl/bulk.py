@@ -142,17 +142,25 @@ def _adbc_connect(engine: Engine, target: tuple[Any, str], transaction: bool = F
     on `.adbc_connection` (SQLite's pragmas must be set before a transaction begins)."""
     adbc, where = target
     db = adbc.connect(where, autocommit=True)
-    if engine.dialect.name == "sqlite":
-        with db.cursor() as cur:
-            cur.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
-            cur.execute("PRAGMA synchronous = NORMAL")
-    if transaction:
-        db.adbc_connection.set_autocommit(False)
+    try:
+        if engine.dialect.name == "sqlite":
+            with db.cursor() as cur:
+                cur.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+                cur.execute("PRAGMA synchronous = NORMAL")
+        if transaction:
+            db.adbc_connection.set_autocommit(False)
+    except BaseException:
+        db.close()  # never leave an ADBC handle on the file (module docstring)
+        raise
     return db
 
 
 def _sql(stmt: sa.Executable, dialect: sa.Dialect) -> str:
-    return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    """The statement as SQL text with its values inline, for an ADBC driver. Compiled for a
+    dialect of "named" placeholders: psycopg's own doubles every % in a literal (its placeholders
+    are %s), which ADBC would send as it is, and 'a%b' would match 'a%%b' instead."""
+    plain = dialect.__class__(paramstyle="named")
+    return str(stmt.compile(dialect=plain, compile_kwargs={"literal_binds": True}))
 
 
 # --- reading -------------------------------------------------------------------------------------

@@ -186,3 +186,17 @@ def test_reads_in_parallel_threads_return_each_job_its_own_rows(warehouse_url):
     assert sorted(got["small"]["points"]) == [1.0, 2.0]
     assert sorted(got["large"]["points"]) == [3.0, 4.0]
     assert got["months"]["m"].tolist() == ["2026-03"]
+
+
+def test_ids_with_percent_signs_and_quotes_are_read_and_replaced_as_they_are(warehouse_url):
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    odd = _adjustments([1.0, 2.0]).assign(scheme_id="县%院's", rule="50%_rule")
+    where = (mart_adjustment.c.scheme_id == "县%院's",)
+    for _ in range(2):  # the second replace must find and delete the first one's rows
+        with writing(engine) as out:
+            assert out.replace(mart_adjustment, odd, *where) == 2
+    back = bulk_read(engine, mart_adjustment, *where)
+    engine.dispose()
+    assert back["rule"].tolist() == ["50%_rule", "50%_rule"]
+    assert back["scheme_id"].tolist() == ["县%院's", "县%院's"]
