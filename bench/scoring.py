@@ -462,22 +462,10 @@ def nomination_frame(org: Org, k: int, rng: np.random.Generator) -> pd.DataFrame
     )
 
 
-def _look_back_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    from scoring.measures import look_back_counts
-
-    return look_back_counts(frame)
-
-
 def _summed(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """One month's look-back counts from its extract's chunks (a judge may span two)."""
     both = pd.concat(parts, ignore_index=True)
     return both.groupby(["month", "person_id"], as_index=False).sum().assign(scheme_id=SCHEME_ID)
-
-
-def _attendance_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    from scoring.measures import attendance_counts
-
-    return attendance_counts(frame).assign(scheme_id=SCHEME_ID)
 
 
 def case_tables(
@@ -485,6 +473,8 @@ def case_tables(
 ) -> Iterator[tuple[str, pd.DataFrame]]:
     """(table name, frame) of everything a case loads: a month case what score_months reads for
     `month`, a year case the whole year."""
+    from scoring.measures import attendance_counts, look_back_counts  # as the load keeps them
+
     org = build_org(size)
     k_last = MONTHS.index(month) if kind == "month" else 11
     rng = np.random.default_rng([SEED, size, k_last])
@@ -496,12 +486,12 @@ def case_tables(
         if scored:
             for frame in attendance_frames(org, k, rng):
                 yield "attendance", frame
-                yield "attendance_month", _attendance_counts(frame)  # as the load keeps them
+                yield "attendance_month", attendance_counts(frame).assign(scheme_id=SCHEME_ID)
         counts = []
         for frame in case_frames(org, universe, k):
             yield "case_snapshot", frame
-            counts.append(_look_back_counts(frame))
-        yield "case_month", _summed(counts)  # as the load keeps them
+            counts.append(look_back_counts(frame))
+        yield "case_month", _summed(counts)
         if scored and k % 3 == 2:
             hashes = rater_hashes(org) if hashes is None else hashes
             for frame in survey_frames(org, k, rng, hashes):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pendulum
 from airflow.sdk import (
     CronDataIntervalTimetable,
     Metadata,
@@ -21,7 +20,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from etl.dag_support import DEFAULT_ARGS, PERIODS_DUE
+from etl.dag_support import DAG_COMMON, PERIODS_DUE, scheme_param
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
@@ -29,10 +28,6 @@ MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 @dag(
     dag_id="kaohe_monthly",
     schedule=CronDataIntervalTimetable("0 2 5 * *", timezone="Asia/Shanghai"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["kaohe"],
     params={
         "month": Param(
             None,
@@ -40,19 +35,15 @@ MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
             pattern=MONTH_PATTERN,
             description="YYYY-MM; default: the month of the data interval",
         ),
-        "scheme": Param(
-            None,
-            type=["null", "string"],
-            description="scheme id or path; default: KAOHE_SCHEME or the demo",
-        ),
+        "scheme": scheme_param("default: KAOHE_SCHEME or the demo"),
         "reland": Param(
             False,
             type="boolean",
             description="take changed inbox files even for an already loaded month",
         ),
     },
-    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
+    **DAG_COMMON,
 )
 def kaohe_monthly() -> None:
     @task

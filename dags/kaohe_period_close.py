@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from etl.dag_support import DEFAULT_ARGS, PERIODS_DUE
+from etl.dag_support import DAG_COMMON, PERIODS_DUE, scheme_param
 
 PERIOD_PATTERN = r"^\d{4}(-(Q[1-4]|H[12]|0[1-9]|1[0-2]))?$"
 
@@ -21,10 +20,6 @@ PERIOD_PATTERN = r"^\d{4}(-(Q[1-4]|H[12]|0[1-9]|1[0-2]))?$"
 @dag(
     dag_id="kaohe_period_close",
     schedule=[PERIODS_DUE],
-    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["kaohe"],
     params={
         "period": Param(
             None,
@@ -32,10 +27,10 @@ PERIOD_PATTERN = r"^\d{4}(-(Q[1-4]|H[12]|0[1-9]|1[0-2]))?$"
             pattern=PERIOD_PATTERN,
             description="YYYY-Qn, YYYY-H1, YYYY-H2 or YYYY; default: what kaohe_monthly announced",
         ),
-        "scheme": Param(None, type=["null", "string"], description="scheme id or path"),
+        "scheme": scheme_param("with `period`; default: KAOHE_SCHEME or the demo"),
     },
-    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
+    **DAG_COMMON,
 )
 def kaohe_period_close() -> None:
     @task

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset
+import pendulum
+from airflow.sdk import Asset, Param
 
 # updated by kaohe_monthly when periods are due for closing; extra: {"scheme", "periods"}
 PERIODS_DUE = Asset(name="kaohe_periods_due", uri="kaohe://periods-due")
@@ -24,3 +25,17 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(minutes=1),
     "on_failure_callback": mark_failed,
 }
+
+# what every kaohe DAG is: one run at a time, no backfill of missed intervals, Beijing time
+DAG_COMMON: dict[str, Any] = {
+    "start_date": pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    "catchup": False,
+    "max_active_runs": 1,
+    "tags": ["kaohe"],
+    "default_args": DEFAULT_ARGS,
+}
+
+
+def scheme_param(default: str) -> Param:
+    """The `scheme` param every kaohe DAG takes: a scheme id or a path to its file."""
+    return Param(None, type=["null", "string"], description=f"scheme id or path; {default}")

@@ -10,38 +10,39 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-ATTENDANCE_MEASURES: tuple[str, ...] = tuple(
-    f"attendance.{name}"
-    for name in (
-        "workdays",
-        "attendance_rate",
-        "late_count",
-        "early_leave_count",
-        "absent_days",
-        "leave_days",
-        "duty_filing_rate",
-        "duty_review_rate",
-        "missed_filing_streaks",
-    )
+
+def _named(source: str, *names: str) -> tuple[str, ...]:
+    return tuple(f"{source}.{name}" for name in names)
+
+
+ATTENDANCE_MEASURES = _named(
+    "attendance",
+    "workdays",
+    "attendance_rate",
+    "late_count",
+    "early_leave_count",
+    "absent_days",
+    "leave_days",
+    "duty_filing_rate",
+    "duty_review_rate",
+    "missed_filing_streaks",
 )
-CASE_MEASURES: tuple[str, ...] = tuple(
-    f"cases.{name}"
-    for name in (
-        "closed_count",
-        "filed_count",
-        "clearance_rate",
-        "avg_duration_days",
-        "simple_procedure_rate",
-        "in_court_verdict_rate",
-        "mediation_withdrawal_rate",
-        "pending_count",
-        "long_pending_count",
-        "reversal_count",
-        "remand_count",
-        "acceptance_rate",
-        "panel_fault_count",
-        "closure_balance",
-    )
+CASE_MEASURES = _named(
+    "cases",
+    "closed_count",
+    "filed_count",
+    "clearance_rate",
+    "avg_duration_days",
+    "simple_procedure_rate",
+    "in_court_verdict_rate",
+    "mediation_withdrawal_rate",
+    "pending_count",
+    "long_pending_count",
+    "reversal_count",
+    "remand_count",
+    "acceptance_rate",
+    "panel_fault_count",
+    "closure_balance",
 )
 MEASURES: frozenset[str] = frozenset(ATTENDANCE_MEASURES + CASE_MEASURES)
 
