@@ -2,7 +2,7 @@
 FROM apache/airflow:3.3.2-python3.11
 USER root
 RUN apt-get update \
- && apt-get install -y --no-install-recommends fonts-wqy-microhei libharfbuzz-subset0 \
+ && apt-get install -y --no-install-recommends fonts-wqy-microhei fonts-noto-cjk libharfbuzz-subset0 \
  && rm -rf /var/lib/apt/lists/*
 USER airflow
 COPY --chown=airflow requirements.lock pyproject.toml /opt/kaohe/

@@ -29,12 +29,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+test: lint system-deps
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(PY) -m bench.ingest
 	$(PY) -m bench.scoring
+	$(PY) -m bench.render
 
 clean:
 	rm -rf var .pytest_cache

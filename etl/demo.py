@@ -81,18 +81,42 @@ def _demo_scheme(ref: str, people: int, months: list[str], cfg: Settings, logs: 
     runs = [("kaohe_monthly", m, {"month": m}, f"{_next_month(m)}-05") for m in months]
     day = f"{_next_month(months[-1])}-05"
     runs += [("kaohe_period_close", p, {"period": p}, day) for p in periods_ending(months)]
+    # notices out on the 6th; after the appeal window, bulletins and bonus tables on the 13th
+    for stage, d in (("notify", "06"), ("final", "13")):
+        runs += [
+            ("kaohe_publish", p, {"period": p, "stage": stage}, f"{day[:8]}{d}")
+            for p in periods_ending(months)
+        ]
     for dag_id, what, conf, date in runs:
-        log = logs / f"{dag_id}-{scheme.id}-{what}.log"
+        log = (
+            logs
+            / f"{dag_id}-{scheme.id}-{what}{'-' + conf['stage'] if 'stage' in conf else ''}.log"
+        )
         log.unlink(missing_ok=True)
         c = json.dumps({**conf, "scheme": ref})
         rc = _airflow(["dags", "test", dag_id, date, "-c", c], log, env)
         if rc:
             failed.append(what)
-        print(f"  {dag_id} {what}: {'failed, see ' + str(log) if rc else 'done'}")
+        step = f"{dag_id} {what}" + (f" {conf['stage']}" if "stage" in conf else "")
+        print(f"  {step}: {'failed, see ' + str(log) if rc else 'done'}")
     _summary(cfg.warehouse_url, scheme.id, months, cfg.output)
     for period in periods_ending(months):
         _top(cfg.warehouse_url, scheme, period)
+        _documents(cfg, scheme.id, period)
     return failed
+
+
+def _documents(cfg: Settings, scheme_id: str, period: str) -> None:
+    """Where the period's documents and the mail that carried them are."""
+    out = cfg.output / scheme_id / period
+    kinds = {"bulletin": "unit bulletins", "notice": "result notices", "bonus": "bonus tables"}
+    print(f"\n{period} documents in {out}:")
+    for stem, what in kinds.items():
+        files = sorted(out.glob(f"{stem}-*.pdf" if stem != "bonus" else f"{stem}-*.xlsx"))
+        if files:
+            print(f"  {len(files)} {what}, e.g. {files[0]}")
+    outbox = cfg.output / "outbox"
+    print(f"  mail: {len(list(outbox.glob('*.eml')))} messages in {outbox}")
 
 
 def _top(url: str, scheme: Scheme, period: str, n: int = 3) -> None:

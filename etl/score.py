@@ -31,6 +31,7 @@ from etl.warehouse import (
     mart_period_score,
     mart_survey_result,
     nomination,
+    published_result,
     roster,
     survey_response,
 )
@@ -43,6 +44,7 @@ from scoring.measures import (
 )
 from scoring.monthly import month_scores
 from scoring.periods import close_period
+from scoring.revisions import month_results, period_results, revision_for
 from scoring.scheme import Scheme
 from scoring.survey import survey_scores
 from scoring.timeline import months_of, parse_period, periods_inside, presence, shift_month
@@ -128,6 +130,20 @@ def _aggregated_history(read: Reader, scheme_id: str, months: list[str]) -> pd.D
     return read.query(stmt)
 
 
+def published_finals(read: Reader, sid: str, whats: list[str]) -> pd.DataFrame:
+    """What the stage `final` publications of these months or periods told people."""
+    p = published_result.c
+    return read.frame(published_result, p.scheme_id == sid, p.what.in_(whats), p.stage == "final")
+
+
+def _last_final(published: pd.DataFrame, what: str) -> tuple[pd.DataFrame | None, int | None]:
+    rows = published[published["what"] == what]
+    if rows.empty:
+        return None, None
+    last = int(rows["revision"].max())
+    return rows[rows["revision"] == last], last
+
+
 def delivered_rounds(read: Reader, sid: str, months: list[str]) -> pd.DataFrame:
     """The survey rounds the months' extracts delivered, each with the (first) month that did:
     the month its relation results are reported in."""
@@ -180,6 +196,7 @@ def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.Dat
             j, j.c.scheme_id == sid, j.c.month.between(year_start, last)
         ),
         "rounds": lambda: delivered_rounds(read, sid, months),
+        "published": lambda: published_finals(read, sid, months),
     }
     # every read first: computing beside the reads makes both slower, the drivers' threads and
     # pandas contending for the interpreter lock
@@ -196,7 +213,7 @@ def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.Dat
         cases, on=["month", "person_id"], how="left"
     )
     data = {"people": people, "measures": measures}
-    return data | {name: got[name] for name in ("surveys", "rounds", "adjustments")}
+    return data | {name: got[name] for name in ("surveys", "rounds", "adjustments", "published")}
 
 
 def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
@@ -230,7 +247,9 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
                 scheme,
             )
             key = {"scheme_id": scheme.id, "month": m}
-            _replace(out, mart_monthly_score, key, result.monthly)
+            final, last = _last_final(data["published"], m)
+            revision = revision_for(month_results(result.monthly), final, last)
+            _replace(out, mart_monthly_score, key, result.monthly.assign(revision=revision))
             _replace(out, mart_indicator_score, key, result.indicators)
             _replace(out, mart_component_score, key, result.components)
             _replace(out, mart_adjustment, key, result.adjustments)
@@ -253,6 +272,7 @@ def _period_inputs(read: Reader, sid: str, period: str) -> dict[str, pd.DataFram
         ),
         "nominations": lambda: read.frame(n, n.c.scheme_id == sid, n.c.period == period),
         "last": lambda: read.frame(r, r.c.scheme_id == sid, r.c.month == months[-1]),
+        "published": lambda: published_finals(read, sid, [period]),
     }
     return read.all(jobs, READERS)
 
@@ -271,11 +291,18 @@ def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> di
         period, monthly, data["components"], rated, data["nominations"], data["last"], scheme
     )
     key = {"scheme_id": scheme.id, "period": period}
+    final, last = _last_final(data["published"], period)
+    revision = revision_for(period_results(result.scores, result.bonus), final, last)
     bonus = result.bonus if result.bonus is not None else pd.DataFrame()
     refused = result.refused_nominations
     with writing(engine) as out:
-        _replace(out, mart_period_score, key, result.scores)
-        _replace(out, mart_bonus_allocation, key, bonus)
+        _replace(out, mart_period_score, key, result.scores.assign(revision=revision))
+        _replace(
+            out,
+            mart_bonus_allocation,
+            key,
+            bonus.assign(revision=revision) if len(bonus) else bonus,
+        )
         _replace(
             out, mart_nomination_refused, key, refused if refused is not None else pd.DataFrame()
         )
@@ -288,4 +315,5 @@ def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> di
         "bonus_rows": 0 if result.bonus is None else len(result.bonus),
         "nominations_refused": 0 if refused is None else len(refused),
         "messages": result.messages,
+        "revision": revision,
     }

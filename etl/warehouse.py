@@ -356,6 +356,50 @@ mart_nomination_refused = sa.Table(  # nominations not taken, never silently dro
     **SCORED,
 )
 
+# --- publication: what went out, at which revision, to whom (reports/) -----------------------
+TS = sa.DateTime(timezone=True)
+publication = sa.Table(  # one row per stage and revision of a month or period that was published
+    "publication",
+    md,
+    _key("scheme_id"),
+    _key("what"),  # the month (YYYY-MM) or period
+    _key("stage"),  # notify | final
+    _key("revision", INT),
+    sa.Column("published_at", TS, nullable=False),
+    sa.Column("appeal_deadline", D),  # notify: the last day of the appeal window (公示期)
+    sa.Column("run_id", T, nullable=False),
+)
+published_result = sa.Table(  # each person's result as a stage published it; revisions stay
+    "published_result",
+    md,
+    _key("scheme_id"),
+    _key("what"),
+    _key("stage"),
+    _key("revision", INT),
+    _key("person_id"),
+    sa.Column("name", T, nullable=False),
+    sa.Column("unit_id", T, nullable=False),
+    sa.Column("category", T, nullable=False),
+    sa.Column("score", N, nullable=False),
+    sa.Column("rank_in_scope", INT),
+    sa.Column("grade", T),
+    sa.Column("veto", B, nullable=False),
+    sa.Column("pacesetter", B, nullable=False),
+    sa.Column("red_flag", B, nullable=False),
+    sa.Column("amount_cents", sa.BigInteger),
+)
+delivery_log = sa.Table(  # a message that went out; retries and reruns send nothing logged here
+    "delivery_log",
+    md,
+    _key("document"),  # "<scheme_id>/<month or period>/<stage>/<file stem>"
+    _key("revision", INT),
+    _key("recipient"),
+    sa.Column("stage", T, nullable=False),
+    sa.Column("message_id", T, nullable=False),
+    sa.Column("transport", T, nullable=False),  # outbox | smtp
+    sa.Column("sent_at", TS, nullable=False),
+)
+
 
 # what each source's staged table is written to; cases also refresh `cases`
 SOURCE_TABLE = {

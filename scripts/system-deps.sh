@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The Debian packages PDFs need (CJK fonts, HarfBuzz subsetting). Installed when this machine lets us
-# (root or passwordless sudo); otherwise say what is missing and carry on: intake does not need them.
+# The Debian packages PDFs need: CJK fonts (WenQuanYi Micro Hei draws most text, fast; Noto Sans
+# CJK the characters it lacks, such as 䶮 of CJK Extension A) and HarfBuzz subsetting. Installed
+# when this machine lets us (root or passwordless sudo); otherwise say what is missing and carry
+# on: intake does not need them.
 set -u
 need=()
-for pkg in fonts-wqy-microhei libharfbuzz-subset0; do
+for pkg in fonts-wqy-microhei fonts-noto-cjk libharfbuzz-subset0; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -4,9 +4,11 @@ on a fresh PostgreSQL database per test."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -89,3 +91,48 @@ def airflow_db():
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return _AIRFLOW_HOME
+
+
+# --- no network: listeners that record every connection made to them ---------------------------
+
+
+class Listener:
+    """A TCP listener that records every connection made to it."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[tuple[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, addr = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.seen.append(addr)
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def listeners():
+    opened = [Listener()]
+    try:
+        opened.append(Listener(9))  # the discard port, where a default URL might point
+    except OSError:
+        pass
+    yield opened
+    for listener in opened:
+        listener.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pandas as pd
@@ -39,3 +40,10 @@ def table(url: str, name: str, where: str = "") -> pd.DataFrame:
         frame = pd.read_sql(sa.text(f"select * from {name} {where}"), conn)
     eng.dispose()
     return frame
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (for a server the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

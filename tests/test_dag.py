@@ -1,5 +1,5 @@
 """The DAGs, run for real with dag.test(): kaohe_monthly (land -> validate -> load -> score ->
-announce) and kaohe_period_close."""
+announce), kaohe_period_close and kaohe_publish."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
+from pypdf import PdfReader
 
 from etl.generate import generate
 from tests.helpers import snapshot, table, write
@@ -101,3 +102,20 @@ def test_quarter_end_is_scored_announced_and_closed(kaohe, monthly_dag, dagbag):
     assert set(period.person_id) == set(monthly.person_id) and set(period.period) == {"2026-Q1"}
     run = table(kaohe.warehouse_url, "mart_run")
     assert run[run.dag_id == "kaohe_period_close"].status.tolist() == ["success"]
+    # the period's notices go out through kaohe_publish (KAOHE_MAIL=outbox); a rerun sends none
+    publish = dagbag.get_dag("kaohe_publish")
+    conf = {"period": "2026-Q1", "stage": "notify", "scheme": "demo"}
+    first = publish.test(run_conf=conf)
+    assert str(first.state) == "success", _states(first)
+    outbox = sorted((kaohe.output / "outbox").glob("*.eml"))
+    roster = table(kaohe.warehouse_url, "roster").sort_values("month")
+    last = roster.drop_duplicates("person_id", keep="last").set_index("person_id")
+    with_email = last.loc[list(period.person_id), "email"].fillna("").str.contains("@")
+    assert len(outbox) == with_email.sum() > 0
+    again = publish.test(logical_date=pendulum.now("UTC").add(seconds=1), run_conf=conf)
+    assert str(again.state) == "success", _states(again)
+    assert sorted((kaohe.output / "outbox").glob("*.eml")) == outbox
+    pubs = table(kaohe.warehouse_url, "mart_run")
+    assert pubs[pubs.dag_id == "kaohe_publish"].status.tolist() == ["success", "success"]
+    bulletin = PdfReader(kaohe.output / "demo-2026" / "2026-Q1" / "bulletin-court01.pdf")
+    assert "公示稿" in "".join(p.extract_text() for p in bulletin.pages)

@@ -1,0 +1,166 @@
+"""Document contexts from hand-built marts: a notice carries its person's rows and nothing of
+anyone else's, a suppressed survey group shows no figure, a bulletin ranks its own unit."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from reports.documents import Marts, Stage, bulletin_contexts, label, notice_contexts
+from scoring.revisions import CHANGE
+from scoring.scheme import load_scheme
+
+SCHEME = load_scheme("demo")
+STAGE = Stage("notify", 1, dt.date(2026, 4, 8), dt.date(2026, 4, 13))
+NONE = pd.DataFrame(columns=CHANGE)
+
+
+def _marts() -> Marts:
+    people = pd.DataFrame(
+        {
+            "person_id": ["A", "B", "C"],
+            "name": ["甲一", "乙二", "丙三"],
+            "unit_id": ["U1", "U1", "U2"],
+            "unit_name": ["一庭", "一庭", "二庭"],
+            "dept_id": ["D1", "D1", "D2"],
+            "dept_name": ["立案庭", "立案庭", "执行局"],
+            "category": ["judge", "judge", "judge"],
+            "email": ["a@x.cn", None, "c@x.cn"],
+        }
+    )
+    monthly = pd.DataFrame(
+        {
+            "month": ["2026-03"] * 3,
+            "person_id": ["A", "B", "C"],
+            "name": ["甲一", "乙二", "丙三"],
+            "unit_id": ["U1", "U1", "U2"],
+            "dept_id": ["D1", "D1", "D2"],
+            "category": ["judge"] * 3,
+            "total_score": [91.0, 80.5, 85.25],
+            "adjustment_total": [1.0, 0.0, -0.5],
+            "rank_in_scope": [1, 3, 2],
+            "red_flag": [True, False, False],
+            "veto": [False, False, False],
+        }
+    )
+    indicators = pd.DataFrame(
+        {
+            "month": ["2026-03"] * 3,
+            "person_id": ["A", "B", "C"],
+            "component_id": ["casework"] * 3,
+            "indicator_id": ["closed"] * 3,
+            "actual": [24.0, None, 18.0],
+            "target": [20.0, 20.0, 20.0],
+            "points": [20.0, 20.0, 20.0],
+            "score": [22.0, 20.0, 19.0],
+            "no_basis": [False, True, False],
+        }
+    )
+    surveys = pd.DataFrame(
+        {
+            "survey_id": ["r1"] * 4,
+            "survey_period": ["2026-Q1"] * 4,
+            "person_id": ["A", "A", "B", "C"],
+            "component_id": ["conduct"] * 4,
+            "relation": ["peer", "superior", "peer", "peer"],
+            "month": ["2026-03"] * 4,
+            "raters": [5, 2, 6, 7],
+            "score": [88.0, None, 70.0, 90.0],
+            "score_raw": [86.0, None, 70.0, 90.0],
+            "suppressed": [False, True, False, False],
+        }
+    )
+    empty = pd.DataFrame(
+        columns=["month", "person_id", "source_file", "source_line", "rule", "points"]
+        + ["count", "total", "veto", "note", "evidence"]
+    )
+    return Marts(
+        what="2026-03",
+        monthly=monthly,
+        indicators=indicators,
+        adjustments=empty,
+        surveys=surveys,
+        departments=pd.DataFrame({"month": ["2026-03"], "dept_id": ["D1"], "red_flag": [True]}),
+        quarantine=pd.DataFrame(
+            {
+                "month": ["2026-03"],
+                "source": ["attendance"],
+                "reason": ["日期不在本月"],
+                "rows": [2],
+            }
+        ),
+        roster=people,
+    )
+
+
+def test_period_labels_read_as_an_assessment_office_writes_them():
+    assert [label(w) for w in ("2026-03", "2026-Q1", "2026-H2", "2026")] == [
+        "2026年3月",
+        "2026年第一季度",
+        "2026年下半年",
+        "2026年度",
+    ]
+
+
+def test_a_notice_holds_its_own_rows_only_and_no_figure_of_a_suppressed_group():
+    notices = dict(notice_contexts(SCHEME, _marts(), STAGE, NONE))
+    assert sorted(notices) == ["A", "B", "C"]
+    a = notices["A"]
+    assert a["person"]["name"] == "甲一" and a["result"]["score"] == 91.0
+    assert a["result"]["rank_in_scope"] == 1 and a["result"]["scope_size"] == 3
+    assert [i["person_id"] for i in a["indicators"]] == ["A"]
+    by_relation = {s["relation_name"]: s for s in a["surveys"]}
+    assert by_relation["同级"]["score"] == 88.0 and by_relation["同级"]["corrected"]
+    assert by_relation["上级"]["suppressed"] and by_relation["上级"]["score"] is None
+    assert "raters" not in by_relation["上级"]
+    assert a["appeal_deadline"] == dt.date(2026, 4, 13)
+    text = repr(a)
+    assert "乙二" not in text and "丙三" not in text and "80.5" not in text
+    assert notices["B"]["indicators"][0]["no_basis"]
+
+
+def test_a_bulletin_ranks_its_unit_with_its_flags_and_the_data_quality():
+    bulletins = dict(bulletin_contexts(SCHEME, _marts(), STAGE, NONE))
+    assert sorted(bulletins) == ["U1", "U2"]
+    u1 = bulletins["U1"]
+    assert [r["name"] for r in u1["categories"][0]["rows"]] == ["甲一", "乙二"]
+    assert [f["name"] for f in u1["red_flags"]] == ["甲一"]
+    assert [f["dept_name"] for f in u1["department_flags"]] == ["立案庭"]
+    assert u1["quality"][0]["source_name"] == "考勤" and u1["quality"][0]["rows"] == 2
+    assert "丙三" not in repr(u1["categories"]) and u1["bonus"] is None
+    assert bulletins["U2"]["department_flags"] == []
+
+
+def test_corrections_say_what_changed_in_words():
+    changes = pd.DataFrame(
+        [
+            {"person_id": "A", "name": "甲一", "field": "score", "before": 90.0, "after": 91.0},
+            {
+                "person_id": "A",
+                "name": "甲一",
+                "field": "grade",
+                "before": "good",
+                "after": "excellent",
+            },
+        ]
+    )
+    a = dict(notice_contexts(SCHEME, _marts(), STAGE, changes))["A"]
+    assert a["changes"] == [
+        {"person_id": "A", "name": "甲一", "field": "得分", "before": "90.00", "after": "91.00"},
+        {"person_id": "A", "name": "甲一", "field": "等次", "before": "良好", "after": "优秀"},
+    ]
+    u1 = dict(bulletin_contexts(SCHEME, _marts(), STAGE, changes))["U1"]
+    assert [c["field"] for c in u1["changes"]] == ["得分", "等次"]
+
+
+def test_a_month_notice_renders_its_figures_and_says_no_basis():
+    from reports.render import render_html
+
+    notices = dict(notice_contexts(SCHEME, _marts(), STAGE, NONE))
+    html = render_html("notice.html", notices["B"])
+    assert "乙二" in html and "80.50" in html and "第 3 名 / 共 3 人" in html
+    assert "无考核基数" in html and "2026年4月13日" in html
+    assert "甲一" not in html and "丙三" not in html
+    suppressed = render_html("notice.html", notices["A"])
+    assert "评价人数不足，不予公布" in suppressed and "（校正前 86.00）" in suppressed
