@@ -22,7 +22,7 @@ class Settings:
     mail: str
     base_url: str
     connector: str
-    mail_from: str
+    mail_from: str | None
 
     @property
     def archive(self) -> Path:
@@ -47,7 +47,7 @@ def settings(env: dict[str, str] | None = None) -> Settings:
         mail=env.get("KAOHE_MAIL") or "outbox",
         base_url=env.get("KAOHE_BASE_URL") or output.as_uri(),
         connector=env.get("KAOHE_CONNECTOR") or "folder",
-        mail_from=env.get("KAOHE_MAIL_FROM") or "kaohe@localhost.localdomain",
+        mail_from=env.get("KAOHE_MAIL_FROM") or None,  # else the connection's from_email
     )
 
 

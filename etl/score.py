@@ -130,18 +130,21 @@ def _aggregated_history(read: Reader, scheme_id: str, months: list[str]) -> pd.D
     return read.query(stmt)
 
 
-def published_finals(read: Reader, sid: str, whats: list[str]) -> pd.DataFrame:
-    """What the stage `final` publications of these months or periods told people."""
+def published(read: Reader, sid: str, whats: list[str]) -> pd.DataFrame:
+    """What every stage of these months' or periods' publications told people."""
     p = published_result.c
-    return read.frame(published_result, p.scheme_id == sid, p.what.in_(whats), p.stage == "final")
+    return read.frame(published_result, p.scheme_id == sid, p.what.in_(whats))
 
 
-def _last_final(published: pd.DataFrame, what: str) -> tuple[pd.DataFrame | None, int | None]:
+def revision(published: pd.DataFrame, what: str, results: pd.DataFrame) -> int:
+    """The revision `results` of `what` are written as: the last final one while nothing it
+    published changed, the next as soon as anything did (revisions.revision_for), and never
+    below a revision that already went out at any stage."""
     rows = published[published["what"] == what]
-    if rows.empty:
-        return None, None
-    last = int(rows["revision"].max())
-    return rows[rows["revision"] == last], last
+    finals = rows[rows["stage"] == "final"]
+    last = int(finals["revision"].max()) if len(finals) else None
+    told = finals[finals["revision"] == last] if last is not None else None
+    return max(revision_for(results, told, last), int(rows["revision"].max()) if len(rows) else 1)
 
 
 def delivered_rounds(read: Reader, sid: str, months: list[str]) -> pd.DataFrame:
@@ -196,7 +199,7 @@ def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.Dat
             j, j.c.scheme_id == sid, j.c.month.between(year_start, last)
         ),
         "rounds": lambda: delivered_rounds(read, sid, months),
-        "published": lambda: published_finals(read, sid, months),
+        "published": lambda: published(read, sid, months),
     }
     # every read first: computing beside the reads makes both slower, the drivers' threads and
     # pandas contending for the interpreter lock
@@ -247,9 +250,8 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
                 scheme,
             )
             key = {"scheme_id": scheme.id, "month": m}
-            final, last = _last_final(data["published"], m)
-            revision = revision_for(month_results(result.monthly), final, last)
-            _replace(out, mart_monthly_score, key, result.monthly.assign(revision=revision))
+            rev = revision(data["published"], m, month_results(result.monthly))
+            _replace(out, mart_monthly_score, key, result.monthly.assign(revision=rev))
             _replace(out, mart_indicator_score, key, result.indicators)
             _replace(out, mart_component_score, key, result.components)
             _replace(out, mart_adjustment, key, result.adjustments)
@@ -272,7 +274,7 @@ def _period_inputs(read: Reader, sid: str, period: str) -> dict[str, pd.DataFram
         ),
         "nominations": lambda: read.frame(n, n.c.scheme_id == sid, n.c.period == period),
         "last": lambda: read.frame(r, r.c.scheme_id == sid, r.c.month == months[-1]),
-        "published": lambda: published_finals(read, sid, [period]),
+        "published": lambda: published(read, sid, [period]),
     }
     return read.all(jobs, READERS)
 
@@ -291,17 +293,19 @@ def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> di
         period, monthly, data["components"], rated, data["nominations"], data["last"], scheme
     )
     key = {"scheme_id": scheme.id, "period": period}
-    final, last = _last_final(data["published"], period)
-    revision = revision_for(period_results(result.scores, result.bonus), final, last)
+    if kind == "month":  # a month closed for monthly pacesetters is published as that month
+        rev = int(monthly.loc[monthly["month"] == period, "revision"].max())
+    else:
+        rev = revision(data["published"], period, period_results(result.scores, result.bonus))
     bonus = result.bonus if result.bonus is not None else pd.DataFrame()
     refused = result.refused_nominations
     with writing(engine) as out:
-        _replace(out, mart_period_score, key, result.scores.assign(revision=revision))
+        _replace(out, mart_period_score, key, result.scores.assign(revision=rev))
         _replace(
             out,
             mart_bonus_allocation,
             key,
-            bonus.assign(revision=revision) if len(bonus) else bonus,
+            bonus.assign(revision=rev) if len(bonus) else bonus,
         )
         _replace(
             out, mart_nomination_refused, key, refused if refused is not None else pd.DataFrame()
@@ -315,5 +319,5 @@ def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> di
         "bonus_rows": 0 if result.bonus is None else len(result.bonus),
         "nominations_refused": 0 if refused is None else len(refused),
         "messages": result.messages,
-        "revision": revision,
+        "revision": rev,
     }

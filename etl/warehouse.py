@@ -358,16 +358,19 @@ mart_nomination_refused = sa.Table(  # nominations not taken, never silently dro
 
 # --- publication: what went out, at which revision, to whom (reports/) -----------------------
 TS = sa.DateTime(timezone=True)
-publication = sa.Table(  # one row per stage and revision of a month or period that was published
+publication = sa.Table(  # one row per stage and revision of a month or period being published
     "publication",
     md,
     _key("scheme_id"),
     _key("what"),  # the month (YYYY-MM) or period
     _key("stage"),  # notify | final
     _key("revision", INT),
-    sa.Column("published_at", TS, nullable=False),
+    # fixed by the first run that planned it, so a rerun renders the same dates
+    sa.Column("published_on", D, nullable=False),
     sa.Column("appeal_deadline", D),  # notify: the last day of the appeal window (公示期)
-    sa.Column("run_id", T, nullable=False),
+    sa.Column("run_id", T, nullable=False),  # the run that planned it
+    sa.Column("planned_at", TS, nullable=False),
+    sa.Column("recorded_at", TS),  # set once delivered and its published_result written
 )
 published_result = sa.Table(  # each person's result as a stage published it; revisions stay
     "published_result",

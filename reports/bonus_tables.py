@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.writer.excel import ExcelWriter
@@ -234,8 +235,10 @@ def _display_width(text: str) -> int:
 
 
 def _put_text(cell, text: str) -> None:
-    """Store ``text`` as a string cell: openpyxl would make '=…' a formula otherwise."""
-    cell.value = text
+    """Store ``text`` as a string cell: openpyxl would make '=…' a formula otherwise. Control
+    characters XML cannot hold (an Alt-Enter pasted from another sheet is fine, \x01 is not)
+    become spaces, so one odd name never stops a unit's table."""
+    cell.value = ILLEGAL_CHARACTERS_RE.sub(" ", text)
     cell.data_type = "s"
 
 

@@ -189,6 +189,21 @@ def _scope_sizes(results: pd.DataFrame, scheme: Scheme) -> pd.Series:
     )
 
 
+def quality_rows(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """Rows set aside per month, source and reason, the reasons without the cells they quote: a
+    bulletin goes to one unit's leaders, and a quarantined cell may be another unit's data."""
+    if quarantine.empty:
+        return quarantine.assign(rows=pd.Series(dtype="int64"))
+    reasons = quarantine.assign(reason=quarantine["reason"].astype(str).str.split("; "))
+    reasons = reasons.explode("reason")
+    reasons["reason"] = reasons["reason"].str.replace(r"'[^']*'", "…", regex=True)
+    return (
+        reasons.groupby(["month", "source", "reason"], as_index=False)["rows"]
+        .sum()
+        .sort_values(["month", "source", "reason"], ignore_index=True)
+    )
+
+
 def _unit_trend(monthly: pd.DataFrame, unit_id: str) -> list[dict[str, Any]]:
     rows = monthly[monthly["unit_id"] == unit_id]
     trend = rows.groupby("month")["total_score"].agg(["mean", "count"]).reset_index()
@@ -247,8 +262,12 @@ def bulletin_contexts(
     flags = marts.monthly[marts.monthly["month"].isin(marts.months) & marts.monthly["red_flag"]]
     dept_flags = marts.departments[marts.departments["red_flag"]]
     bonus_units = set() if marts.bonus is None else set(marts.bonus["unit_id"])
-    by_person_changes = changes.merge(results[["person_id", "unit_id"]], on="person_id", how="left")
-    quality = _records(marts.quarantine.sort_values(["month", "source", "reason"]))
+    by_person_changes = (
+        changes
+        if "unit_id" in changes.columns
+        else changes.merge(results[["person_id", "unit_id"]], on="person_id", how="left")
+    )
+    quality = _records(quality_rows(marts.quarantine))
     for q in quality:
         q["source_name"] = SOURCES.get(q["source"], q["source"])
     refused = marts.refused if marts.refused is not None else pd.DataFrame(columns=["unit_id"])
@@ -269,12 +288,14 @@ def bulletin_contexts(
         grade_table = None
         if "grade" in rows and rows["grade"].notna().any():
             counts = rows.groupby(["category", "grade"]).size()
+            graded = rows.groupby("category")["grade"].count()
             grade_table = {
                 "grades": [n for _, n in grades],
                 "rows": [
                     {
                         "category": names["category"].get(c["id"], c["id"]),
                         "counts": [int(counts.get((c["id"], g), 0)) for g, _ in grades],
+                        "not_graded": len(c["rows"]) - int(graded.get(c["id"], 0)),
                         "total": len(c["rows"]),
                     }
                     for c in categories

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import sqlalchemy as sa
@@ -31,6 +33,7 @@ from sqlalchemy.engine import Engine
 from etl.bulk import reading
 from etl.config import Settings
 from etl.warehouse import (
+    delivery_log,
     mart_adjustment,
     mart_bonus_allocation,
     mart_department_score,
@@ -50,6 +53,7 @@ from scoring.scheme import Scheme
 from scoring.timeline import parse_period, periods_inside
 
 STAGES = ("notify", "final")
+DEFAULT_SENDER = "kaohe@localhost.localdomain"  # KAOHE_MAIL_FROM or the connection's from_email
 PDF, HTML = "application/pdf", "text/html"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -68,15 +72,25 @@ def _kind(what: str) -> str:
     return parse_period(what)[0]
 
 
-def plan(engine: Engine, scheme: Scheme, what: str, stage: str, today: dt.date) -> dict[str, Any]:
-    """The revision the marts hold for `what` and the dates its documents carry. A stage
-    published before keeps its first date, so a rerun renders the same documents."""
+def _published(conn: sa.Connection, scheme_id: str, what: str) -> dict[tuple[str, int], Any]:
+    p = publication.c
+    rows = conn.execute(sa.select(publication).where(p.scheme_id == scheme_id, p.what == what))
+    return {(r.stage, r.revision): r for r in rows}
+
+
+def plan(
+    engine: Engine, scheme: Scheme, what: str, stage: str, today: dt.date, run_id: str = "plan"
+) -> dict[str, Any]:
+    """The revision the marts hold for `what` and the dates its documents carry, fixed by the
+    first run that plans this stage and revision (a retry or rerun, even days later, renders the
+    same dates). Refuses a stage that would contradict what went out: `notify` after `final` of
+    the same revision, or a stage already recorded whose results have changed since."""
     if stage not in STAGES:
         raise ValueError(f"stage must be notify or final, not {stage!r}")
     kind = _kind(what)
     mart = mart_monthly_score if kind == "month" else mart_period_score
     key = mart.c.month if kind == "month" else mart.c.period
-    with engine.connect() as conn:
+    with engine.begin() as conn:
         revision = conn.execute(
             sa.select(sa.func.max(mart.c.revision)).where(
                 mart.c.scheme_id == scheme.id, key == what
@@ -87,29 +101,54 @@ def plan(engine: Engine, scheme: Scheme, what: str, stage: str, today: dt.date) 
                 f"{what}: nothing to publish for scheme {scheme.id} — "
                 + ("score the month first" if kind == "month" else "close the period first")
             )
-        p = publication.c
-        done = {
-            (r.stage, r.revision): r
-            for r in conn.execute(
-                sa.select(publication).where(p.scheme_id == scheme.id, p.what == what)
+        revision = int(revision)
+        done = _published(conn, scheme.id, what)
+        final = done.get(("final", revision))
+        if stage == "notify" and final is not None and final.recorded_at is not None:
+            raise ValueError(
+                f"{what} revision {revision} was published final on {final.published_on}: "
+                "a notify stage after it would replace the final documents with drafts"
             )
-        }
-    mine = done.get((stage, revision))
-    published_on = mine.published_at.date() if mine is not None else today
-    notify = done.get(("notify", revision))
-    if stage == "notify":
-        deadline = published_on + dt.timedelta(days=scheme.publication.appeal_days)
-    else:
-        deadline = notify.appeal_deadline if notify is not None else None
-    return {
+        mine = done.get((stage, revision))
+        if mine is None:
+            deadline = (
+                today + dt.timedelta(days=scheme.publication.appeal_days)
+                if stage == "notify"
+                else None  # the appeal window closed with notify; final results are final
+            )
+            conn.execute(
+                publication.insert().values(
+                    scheme_id=scheme.id,
+                    what=what,
+                    stage=stage,
+                    revision=revision,
+                    published_on=today,
+                    appeal_deadline=deadline,
+                    run_id=run_id,
+                    planned_at=dt.datetime.now(dt.UTC),
+                )
+            )
+            published_on = today
+        else:
+            published_on, deadline = mine.published_on, mine.appeal_deadline
+    plan_ = {
         "scheme_id": scheme.id,
         "what": what,
         "stage": stage,
-        "revision": int(revision),
+        "revision": revision,
         "published_on": published_on.isoformat(),
         "appeal_deadline": deadline.isoformat() if deadline else None,
-        "already_published": mine is not None,
+        "already_recorded": mine is not None and mine.recorded_at is not None,
     }
+    if plan_["already_recorded"]:
+        told = _snapshot(engine, scheme.id, what, stage, revision)
+        now = current_results(read_marts(engine, scheme, what))
+        if told is not None and not changes(now, told).empty:
+            raise ValueError(
+                f"{what}: the results changed after {stage} of revision {revision} went out; "
+                "the people they changed are told at the next stage (publish final)"
+            )
+    return plan_
 
 
 def read_marts(engine: Engine, scheme: Scheme, what: str) -> Marts:
@@ -160,11 +199,9 @@ def read_marts(engine: Engine, scheme: Scheme, what: str) -> Marts:
 def current_results(marts: Marts) -> pd.DataFrame:
     """What each person would be told now, in the shape `published_result` keeps."""
     if _kind(marts.what) == "month":
-        rows = month_results(marts.monthly[marts.monthly["month"] == marts.what])
-        if marts.period is not None:  # a month closed as a pacesetter period
-            setters = marts.period.set_index("person_id")["pacesetter"]
-            rows["pacesetter"] = rows["person_id"].map(setters).fillna(False).astype(bool)
-        return rows
+        # the month's totals, ranks and flags, as scoring compares them for a new revision
+        # (a monthly pacesetter is shown in the documents, not compared)
+        return month_results(marts.monthly[marts.monthly["month"] == marts.what])
     if marts.period is None:
         raise ValueError(f"{marts.what}: the period has not been closed")
     return period_results(marts.period, marts.bonus)
@@ -195,17 +232,28 @@ def baselines(
     )
 
 
-def record(engine: Engine, plan_: dict[str, Any], results: pd.DataFrame, run_id: str) -> None:
-    """The publication and each person's result as published, once per stage and revision."""
+def _snapshot(
+    engine: Engine, scheme_id: str, what: str, stage: str, revision: int
+) -> pd.DataFrame | None:
+    r = published_result.c
+    with engine.connect() as conn:
+        rows = pd.read_sql(
+            sa.select(published_result).where(
+                r.scheme_id == scheme_id, r.what == what, r.stage == stage, r.revision == revision
+            ),
+            conn,
+        )
+    return None if rows.empty else rows[RESULT]
+
+
+def record(engine: Engine, plan_: dict[str, Any], results: pd.DataFrame) -> None:
+    """What each person was told at this stage and revision, once: a rerun changes nothing."""
     sid, what, stage, rev = (plan_[k] for k in ("scheme_id", "what", "stage", "revision"))
     p, r = publication.c, published_result.c
+    this = (p.scheme_id == sid, p.what == what, p.stage == stage, p.revision == rev)
     with engine.begin() as conn:
-        exists = conn.execute(
-            sa.select(sa.func.count()).where(
-                p.scheme_id == sid, p.what == what, p.stage == stage, p.revision == rev
-            )
-        ).scalar()
-        if exists:
+        recorded = conn.execute(sa.select(p.recorded_at).where(*this)).scalar()
+        if recorded is not None:
             return
         conn.execute(
             published_result.delete().where(
@@ -220,21 +268,7 @@ def record(engine: Engine, plan_: dict[str, Any], results: pd.DataFrame, run_id:
                 for row in rows.to_dict("records")
             ],
         )
-        deadline = plan_.get("appeal_deadline")
-        conn.execute(
-            publication.insert().values(
-                scheme_id=sid,
-                what=what,
-                stage=stage,
-                revision=rev,
-                # the day the plan published on (a rerun keeps it), at the time it was recorded
-                published_at=dt.datetime.combine(
-                    dt.date.fromisoformat(plan_["published_on"]), dt.datetime.now(dt.UTC).timetz()
-                ),
-                appeal_deadline=dt.date.fromisoformat(deadline) if deadline else None,
-                run_id=run_id,
-            )
-        )
+        conn.execute(publication.update().where(*this).values(recorded_at=dt.datetime.now(dt.UTC)))
 
 
 def stage_of(plan_: dict[str, Any]) -> Stage:
@@ -255,96 +289,95 @@ def _leaders(marts: Marts, scheme: Scheme) -> dict[str, list[str]]:
     return out | {u: list(a) for u, a in scheme.publication.recipients.items()}
 
 
-def _units(found: pd.DataFrame, *results: pd.DataFrame | None) -> set[str]:
-    """The units of the people in `found`, as any of `results` placed them (a person who moved
-    unit changes both)."""
+def _placed(found: pd.DataFrame, *results: pd.DataFrame | None) -> pd.DataFrame:
+    """Each change with every unit any of `results` placed its person in (a person who moved
+    is a change for both units, one who left for the unit they left)."""
     frames = [r[["person_id", "unit_id"]] for r in results if r is not None]
-    return set(pd.concat(frames).merge(found[["person_id"]], on="person_id")["unit_id"])
+    units = pd.concat(frames).drop_duplicates()
+    return found.merge(units, on="person_id", how="left")
 
 
-def _doc_id(plan_: dict[str, Any], stem: str) -> str:
-    return f"{plan_['scheme_id']}/{plan_['what']}/{plan_['stage']}/{stem}"
+def _doc_id(plan_: dict[str, Any], name: str) -> str:
+    """The delivery log's document: `<scheme>/<month or period>/<stage>/<file stem>`."""
+    return f"{plan_['scheme_id']}/{plan_['what']}/{plan_['stage']}/{name}"
+
+
+def stem(kind: str, key: str) -> str:
+    """`notice-<person_id>`, `bulletin-<unit_id>`, `bonus-<unit_id>`: the id percent-encoded
+    where it holds anything but letters, digits, `.`, `_`, `-`, so no id can name a path
+    outside the folder or another person's file."""
+    return f"{kind}-{quote(str(key), safe='')}"
+
+
+def _one_line(text: object) -> str:
+    """Data put into a subject: control characters and runs of white space become one space."""
+    return re.sub(r"[\s\x00-\x1f\x7f]+", " ", str(text)).strip()
+
+
+def _people_to_tell(
+    engine: Engine, plan_: dict[str, Any], results: pd.DataFrame, changed: pd.DataFrame
+) -> set[str]:
+    """Whose notice goes out now: whoever's result changed since they were last told, and whoever
+    no notice of this month or period has reached yet (no address before, a refusal)."""
+    d = delivery_log.c
+    prefix = f"{plan_['scheme_id']}/{plan_['what']}/"
+    with engine.connect() as conn:
+        reached = conn.execute(
+            sa.select(d.document).where(d.document.like(f"{prefix}%/notice-%")).distinct()
+        ).scalars()
+        told = {doc.rsplit("/notice-", 1)[1] for doc in reached}
+    keys = results["person_id"].map(lambda pid: stem("notice", pid)[len("notice-") :])
+    never = set(results["person_id"][~keys.isin(told)])
+    return never | set(changed["person_id"])
+
+
+def _addresses(marts: Marts) -> tuple[pd.Series, set[str], set[str]]:
+    """Each person's address, and the people whose address is missing or malformed, or is also
+    another person's (a shared mailbox would show one person's notice to others)."""
+    from reports.mail import valid_address
+
+    email = marts.roster.set_index("person_id")["email"]
+    text = email.where(email.notna(), "").astype(str).str.strip()
+    valid = text.map(valid_address)
+    shared = text[valid].str.lower().duplicated(keep=False)
+    return text, set(text.index[~valid]), set(shared.index[shared])
 
 
 def render(
     cfg: Settings, engine: Engine, scheme: Scheme, plan_: dict[str, Any], workers: int | None = None
 ) -> dict[str, Any]:
     """Write the documents of the plan and the manifest of letters; returns the manifest."""
-    from reports.bonus_tables import BonusHeader, bonus_rows, write_csv, write_xlsx
     from reports.charts import distribution_svg, trend_svg
+    from reports.mail import valid_address
     from reports.render import Renderer, render_html, write_text
 
     what, stage, rev = plan_["what"], plan_["stage"], plan_["revision"]
     marts = read_marts(engine, scheme, what)
+    held = marts.period if _kind(what) != "month" else marts.monthly
+    held = held[held["month"] == what] if _kind(what) == "month" else held
+    if set(held["revision"].astype(int)) != {rev}:
+        raise ValueError(
+            f"{what} was rescored while it was being published (revision {rev} planned, "
+            f"{sorted(set(held['revision'].astype(int)))} now): run kaohe_publish again"
+        )
     results = current_results(marts)
     told, final = baselines(engine, scheme.id, what, stage, rev)
     none = pd.DataFrame(columns=CHANGE)
     notice_changes = none if told is None else changes(results, told)
-    bulletin_changes = none if final is None else changes(results, final)
-    # the first publication tells everyone; a later one only those whose result changed
-    tell = set(results["person_id"] if told is None else notice_changes["person_id"])
-    changed_units = _units(bulletin_changes, results, final)
+    bulletin_changes = none if final is None else _placed(changes(results, final), results, final)
+    tell = _people_to_tell(engine, plan_, results, notice_changes)
+    changed_units = set(bulletin_changes["unit_id"].dropna()) if final is not None else None
     out = folder(cfg, scheme.id, what)
     out.mkdir(parents=True, exist_ok=True)
-    base = cfg.base_url.rstrip("/")
     final_stage = stage == "final"
     links: dict[str, dict[str, str]] = {}
     letters: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {"no_email": [], "no_recipient": [], "documents": 0}
-    generated = dt.datetime.combine(
-        dt.date.fromisoformat(plan_["published_on"]), dt.time(), tzinfo=dt.UTC
-    )
+    summary: dict[str, Any] = {"no_email": [], "shared_email": [], "no_recipient": []}
+    summary |= {"bad_address": [], "documents": 0}
 
-    # bonus tables: final only, for the units of a bonus period
     if final_stage and marts.bonus is not None and scheme.bonus is not None:
-        names = (
-            {g.grade: g.name or g.grade for g in scheme.grading.grades} if scheme.grading else {}
-        )
-        people = marts.roster.merge(
-            marts.period[["person_id", "post_coefficient"]], on="person_id", how="left"
-        )
-        units = marts.roster.drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
-        method = {"grade_coefficient": "按等次系数", "score_share": "按得分占比"}[
-            scheme.bonus.method
-        ]
-        for unit_id, alloc in marts.bonus.groupby("unit_id"):
-            header = BonusHeader(
-                scheme_id=scheme.id,
-                scheme_name=scheme.name,
-                unit_id=unit_id,
-                unit_name=str(units.get(unit_id, unit_id)),
-                period=what,
-                period_label=label(what),
-                pool_cents=int(alloc["amount_cents"].sum()),
-                revision=rev,
-                method_label=method,
-                generated_at=generated,
-            )
-            rows = bonus_rows(alloc, people, names)
-            xlsx = write_xlsx(out / f"bonus-{unit_id}.xlsx", header, rows)
-            csv = write_csv(out / f"bonus-{unit_id}.csv", header, rows)
-            links[unit_id] = {
-                "xlsx": f"{base}/{scheme.id}/{what}/{xlsx.name}",
-                "csv": f"{base}/{scheme.id}/{what}/{csv.name}",
-                "xlsx_name": xlsx.name,
-            }
-            if final is not None and unit_id not in changed_units:
-                continue  # an unchanged unit of a corrected revision gets nothing
-            for address in scheme.publication.finance:
-                letters.append(
-                    {
-                        "document": _doc_id(plan_, f"bonus-{unit_id}"),
-                        "recipient": address,
-                        "subject": f"【奖金分配】{header.unit_name}{label(what)}奖金分配表"
-                        + ("（更正）" if final is not None else ""),
-                        "text": f"{header.unit_name}{label(what)}奖金分配表见附件（XLSX 与 CSV），"
-                        f"合计 ¥{header.pool_cents / 100:,.2f}，第 {rev} 版。",
-                        "attachments": [
-                            [xlsx.name, str(xlsx), XLSX],
-                            [csv.name, str(csv), "text/csv"],
-                        ],
-                    }
-                )
+        bonus_letters, links = _bonus_tables(cfg, scheme, marts, plan_, final)
+        letters += bonus_letters
 
     stage_ = stage_of(plan_)
     jobs: list[tuple[str, Path]] = []
@@ -360,63 +393,140 @@ def render(
         )
         ctx["distribution_svg"] = Markup(distribution_svg(ctx["scores"], title="得分分布"))  # noqa: S704
         html = render_html("bulletin.html", ctx)
-        stem = f"bulletin-{unit_id}"
-        write_text(out / f"{stem}.html", html)
-        jobs.append((html, out / f"{stem}.pdf"))
-        if not final_stage or (final is not None and unit_id not in changed_units):
-            continue
-        to = recipients.get(unit_id, [])
+        name = stem("bulletin", unit_id)
+        write_text(out / f"{name}.html", html)
+        jobs.append((html, out / f"{name}.pdf"))
+        if not final_stage or (changed_units is not None and unit_id not in changed_units):
+            continue  # bulletins go out at final; a correction only to the units it changed
+        to = [a for a in recipients.get(unit_id, []) if valid_address(a)]
+        summary["bad_address"] += [a for a in recipients.get(unit_id, []) if not valid_address(a)]
         if not to:
             summary["no_recipient"].append(unit_id)
+        unit_name = _one_line(ctx["unit"]["name"])
         for address in to:
             letters.append(
                 {
-                    "document": _doc_id(plan_, stem),
+                    "document": _doc_id(plan_, name),
                     "recipient": address,
-                    "subject": f"【考核通报】{ctx['unit']['name']}{ctx['label']}绩效考核结果通报"
+                    "subject": f"【考核通报】{unit_name}{ctx['label']}绩效考核结果通报"
                     + ("（更正）" if ctx["changes"] else ""),
-                    "text": f"{ctx['unit']['name']}{ctx['label']}绩效考核结果通报见附件。",
-                    "html_file": str(out / f"{stem}.html"),
-                    "attachments": [[f"{stem}.pdf", str(out / f"{stem}.pdf"), PDF]],
+                    "text": f"{unit_name}{ctx['label']}绩效考核结果通报见附件。",
+                    "html_file": str(out / f"{name}.html"),
+                    "attachments": [[f"{name}.pdf", str(out / f"{name}.pdf"), PDF]],
                 }
             )
-    emails = marts.roster.set_index("person_id")["email"]
+    emails, unusable, shared = _addresses(marts)
     for pid, ctx in notice_contexts(scheme, marts, stage_, notice_changes):
         html = render_html("notice.html", ctx)
-        stem = f"notice-{pid}"
-        write_text(out / f"{stem}.html", html)
-        jobs.append((html, out / f"{stem}.pdf"))
+        name = stem("notice", pid)
+        write_text(out / f"{name}.html", html)
+        jobs.append((html, out / f"{name}.pdf"))
         if pid not in tell:
             continue
-        address = emails.get(pid)
-        if not isinstance(address, str) or "@" not in address:
+        if pid in unusable or pid not in emails.index:
             summary["no_email"].append(pid)
             continue
+        if pid in shared:
+            summary["shared_email"].append(pid)
+            continue
+        deadline = ctx["appeal_deadline"]
         letters.append(
             {
-                "document": _doc_id(plan_, stem),
-                "recipient": address,
+                "document": _doc_id(plan_, name),
+                "recipient": emails[pid],
                 "subject": f"【考核反馈】{ctx['label']}绩效考核结果反馈单"
                 + ("（更正）" if ctx["changes"] else ""),
-                "text": f"{ctx['person']['name']}：您好！"
+                "text": f"{_one_line(ctx['person']['name'])}：您好！"
                 f"您的{ctx['label']}绩效考核结果反馈单见附件。"
                 + (
-                    f"如有异议，请于{ctx['appeal_deadline']}前申请复议。"
-                    if ctx["appeal_deadline"]
+                    f"如有异议，请于{deadline.year}年{deadline.month}月{deadline.day}日前申请复议。"
+                    if deadline
                     else ""
                 ),
-                "html_file": str(out / f"{stem}.html"),
-                "attachments": [[f"{stem}.pdf", str(out / f"{stem}.pdf"), PDF]],
+                "html_file": str(out / f"{name}.html"),
+                "attachments": [[f"{name}.pdf", str(out / f"{name}.pdf"), PDF]],
             }
         )
     with Renderer(workers) as renderer:
         renderer.write(jobs)
     summary["documents"] = len(jobs)
-    manifest = plan_ | {"letters": letters, "summary": summary}
     path = manifest_path(cfg, scheme.id, what, stage, rev)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # what was rendered is what `record` keeps as told, whatever a rescoring does meanwhile
+    results.to_feather(path.with_suffix(".results.feather"))
+    manifest = plan_ | {"letters": letters, "summary": summary}
     write_text(path, json.dumps(manifest, ensure_ascii=False, default=str))
     return manifest | {"manifest": str(path)}
+
+
+def _bonus_tables(
+    cfg: Settings, scheme: Scheme, marts: Marts, plan_: dict[str, Any], final: pd.DataFrame | None
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """The bonus tables of a bonus period at `final`, and their letters to finance: every unit's
+    at the first final, later only the units whose allocation changed."""
+    from reports.bonus_tables import BonusHeader, bonus_rows, write_csv, write_xlsx
+    from reports.mail import valid_address
+
+    what, rev = plan_["what"], plan_["revision"]
+    out = folder(cfg, scheme.id, what)
+    base = cfg.base_url.rstrip("/")
+    grades = {g.grade: g.name or g.grade for g in scheme.grading.grades} if scheme.grading else {}
+    people = marts.roster.merge(
+        marts.period[["person_id", "post_coefficient"]], on="person_id", how="left"
+    )
+    people["category"] = people["category"].map(lambda c: scheme.categories.get(c) or c)
+    units = marts.roster.drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
+    method = {"grade_coefficient": "按等次系数", "score_share": "按得分占比"}[scheme.bonus.method]
+    generated = dt.datetime.combine(
+        dt.date.fromisoformat(plan_["published_on"]), dt.time(), tzinfo=dt.UTC
+    )
+    paid_before = None
+    if final is not None:
+        paid_before = final.dropna(subset=["amount_cents"]).set_index("person_id")
+    letters, links = [], {}
+    for unit_id, alloc in marts.bonus.groupby("unit_id"):
+        header = BonusHeader(
+            scheme_id=scheme.id,
+            scheme_name=scheme.name,
+            unit_id=unit_id,
+            unit_name=_one_line(units.get(unit_id, unit_id)),
+            period=what,
+            period_label=label(what),
+            pool_cents=int(alloc["amount_cents"].sum()),
+            revision=rev,
+            method_label=method,
+            generated_at=generated,
+        )
+        rows = bonus_rows(alloc, people, grades)
+        name = stem("bonus", unit_id)
+        xlsx = write_xlsx(out / f"{name}.xlsx", header, rows)
+        csv = write_csv(out / f"{name}.csv", header, rows)
+        links[unit_id] = {
+            "xlsx": f"{base}/{scheme.id}/{what}/{quote(xlsx.name)}",
+            "csv": f"{base}/{scheme.id}/{what}/{quote(csv.name)}",
+            "xlsx_name": xlsx.name,
+        }
+        if paid_before is not None:
+            before = paid_before[paid_before["unit_id"] == unit_id]["amount_cents"]
+            now = alloc.set_index("person_id")["amount_cents"]
+            if before.astype("int64").sort_index().equals(now.astype("int64").sort_index()):
+                continue  # the same people paid the same: finance gets nothing new
+        for address in filter(valid_address, scheme.publication.finance):
+            letters.append(
+                {
+                    "document": _doc_id(plan_, name),
+                    "recipient": address,
+                    "subject": f"【奖金分配】{header.unit_name}{label(what)}奖金分配表"
+                    + ("（更正）" if final is not None else ""),
+                    "text": f"{header.unit_name}{label(what)}奖金分配表见附件（XLSX 与 CSV），"
+                    f"合计 ¥{header.pool_cents / 100:,.2f}，第 {rev} 版。",
+                    "attachments": [
+                        [xlsx.name, str(xlsx), XLSX],
+                        [csv.name, str(csv), "text/csv"],
+                    ],
+                }
+            )
+    return letters, links
 
 
 # --- the DAG's steps: each opens its own engine and keeps the run log ------------------------
@@ -458,7 +568,7 @@ def plan_step(
         start_run(engine, run_id, "kaohe_publish", scheme.id, f"{what} {stage}")
         zone = dt.timezone(dt.timedelta(hours=8)) if scheme.timezone == "Asia/Shanghai" else None
         today = today or dt.datetime.now(zone).date()
-        return plan(engine, scheme, what, stage, today) | {"scheme_ref": scheme_ref}
+        return plan(engine, scheme, what, stage, today, run_id) | {"scheme_ref": scheme_ref}
     finally:
         engine.dispose()
 
@@ -510,7 +620,8 @@ def deliver_step(
     create_schema(engine)
     try:
         transport = transport or transport_for(cfg.mail, cfg.output / "outbox")
-        report = deliver(engine, letters_of(manifest), transport, sender=cfg.mail_from)
+        sender = cfg.mail_from or getattr(transport, "sender", None) or DEFAULT_SENDER
+        report = deliver(engine, letters_of(manifest), transport, sender=sender)
     finally:
         engine.dispose()
     return {
@@ -537,11 +648,18 @@ def record_step(
     manifest = json.loads(Path(manifest_file).read_text(encoding="utf-8"))
     summary = manifest["summary"]
     try:
-        results = current_results(read_marts(engine, scheme, plan_["what"]))
-        record(engine, plan_, results, run_id)
+        results = pd.read_feather(Path(manifest_file).with_suffix(".results.feather"))
+        record(engine, plan_, results)
         notes = [delivered["summary"]]
         if summary["no_email"]:
-            notes.append(f"no e-mail address: {', '.join(summary['no_email'])}")
+            notes.append(f"no usable e-mail address: {', '.join(summary['no_email'])}")
+        if summary["shared_email"]:
+            notes.append(
+                "notice held, address shared with another person: "
+                + ", ".join(summary["shared_email"])
+            )
+        if summary["bad_address"]:
+            notes.append(f"malformed recipient addresses: {len(summary['bad_address'])}")
         if summary["no_recipient"]:
             notes.append(f"no bulletin recipient for units: {', '.join(summary['no_recipient'])}")
         if delivered["failed"]:
@@ -563,6 +681,7 @@ def record_step(
         "folder": str(folder(cfg, scheme.id, plan_["what"])),
         "documents": summary["documents"],
         "no_email": summary["no_email"],
+        "shared_email": summary["shared_email"],
         **{k: delivered[k] for k in ("sent", "already_sent", "failed")},
     }
 

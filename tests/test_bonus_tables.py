@@ -212,6 +212,13 @@ def test_xlsx_keeps_ids_and_formula_like_text_as_text(tmp_path):
     assert not [c for row in ws.iter_rows() for c in row if c.data_type == "f"]
 
 
+def test_xlsx_control_characters_become_spaces_not_a_failed_table(tmp_path):
+    rows = example_rows()
+    rows.loc[rows.index[0], "姓名"] = "张\x01三"
+    _, head, data, _ = table(write_xlsx(tmp_path / "b.xlsx", header(unit_name="一\x02庭"), rows))
+    assert data[0][2].value == "张 三"
+
+
 def test_xlsx_correction_revision(tmp_path):
     ws, head, _, _ = table(write_xlsx(tmp_path / "b.xlsx", header(revision=3), example_rows()))
     assert any(ws.cell(r, 2).value == "更正第3版" for r in range(2, head))

@@ -164,3 +164,30 @@ def test_a_month_notice_renders_its_figures_and_says_no_basis():
     assert "甲一" not in html and "丙三" not in html
     suppressed = render_html("notice.html", notices["A"])
     assert "评价人数不足，不予公布" in suppressed and "（校正前 86.00）" in suppressed
+
+
+def test_file_names_of_ids_cannot_leave_the_folder_or_take_anothers_name():
+    from reports.publish import stem
+
+    assert stem("notice", "P0001") == "notice-P0001"
+    assert stem("notice", "a/../notice-P2") == "notice-a%2F..%2Fnotice-P2"
+    assert "/" not in stem("bulletin", "../../etc") and "\n" not in stem("notice", "a\nb")
+    assert stem("notice", "a/b") != stem("notice", "a%2Fb")  # percent itself is encoded
+
+
+def test_quarantine_reasons_in_a_bulletin_quote_no_cell():
+    from reports.documents import quality_rows
+
+    q = pd.DataFrame(
+        {
+            "month": ["2026-03"] * 2,
+            "source": ["roster"] * 2,
+            "reason": ["email: '张三@x' is not an address", "email: 'z@' is not an address; x"],
+            "rows": [1, 2],
+        }
+    )
+    got = quality_rows(q)
+    assert got.to_dict("records") == [
+        {"month": "2026-03", "source": "roster", "reason": "email: … is not an address", "rows": 3},
+        {"month": "2026-03", "source": "roster", "reason": "x", "rows": 2},
+    ]

@@ -19,6 +19,7 @@ from etl.generate import generate
 from etl.pipeline import close_step, run_month, score_step
 from etl.score import close_period_in_warehouse, score_months
 from etl.warehouse import adjustment, engine_for, mart_period_score
+from etl.warehouse import roster as roster_table
 from reports.mail import Smtp
 from reports.publish import publish
 from reports.render import score
@@ -84,10 +85,20 @@ def test_a_quarter_is_published_told_once_and_corrected_only_where_it_changed(
     close_step("2026-Q1", "close", ref)
     url = kaohe.warehouse_url
     period = table(url, "mart_period_score")
+    # two people share one mailbox: neither notice may go there
+    pair = list(period.sort_values("period_score").person_id.iloc[[3, 4]])
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(
+            roster_table.update()
+            .where(roster_table.c.person_id.in_(pair))
+            .values(email="office@example.gov.cn")
+        )
+    engine.dispose()
     roster = table(url, "roster").sort_values("month").drop_duplicates("person_id", keep="last")
     roster = roster.set_index("person_id")  # who each person last was in the quarter
     emails = roster["email"].where(roster["email"].fillna("").str.contains("@"))
-    reachable = set(emails.dropna().index) & set(period.person_id)
+    reachable = set(emails.dropna().index) & set(period.person_id) - set(pair)
     # a hostile name in the data is shown as text and fetches nothing
     port = listeners[-1].port
     hostile = f'<img src="http://127.0.0.1:{port}/x"><script>alert(1)</script>'
@@ -105,7 +116,8 @@ def test_a_quarter_is_published_told_once_and_corrected_only_where_it_changed(
     out = publish("2026-Q1", "notify", "pub-1", ref, kaohe, transport, TODAY)
     notices = server.to("notice-")
     assert notices == sorted((emails[p], f"notice-{p}") for p in reachable)
-    assert set(out["no_email"]) == set(period.person_id) - reachable
+    assert set(out["no_email"]) == set(period.person_id) - reachable - set(pair)
+    assert sorted(out["shared_email"]) == sorted(pair)
     assert server.to("bulletin-") == [] and server.to("bonus-") == []
     folder = kaohe.output / scheme.id / "2026-Q1"
     top = period.sort_values(["category", "rank_in_scope"]).iloc[0]
@@ -144,6 +156,9 @@ def test_a_quarter_is_published_told_once_and_corrected_only_where_it_changed(
     pool = bonus[bonus.unit_id == unit].amount_cents.sum()
     assert round(amounts[-1] * 100) == pool and round(sum(amounts[:-1]) * 100) == pool
     assert "公示稿" not in _text(folder / f"bulletin-{unit}.pdf")
+    # a notify after the final of the same revision would put drafts over the final documents
+    with pytest.raises(ValueError, match="published final"):
+        publish("2026-Q1", "notify", "pub-late", ref, kaohe, transport, TODAY)
 
     # a late adjustment for the last-ranked person changes the final result: revision 2
     low = period[period.graded.astype(bool)].sort_values("period_score").iloc[0]
@@ -206,7 +221,8 @@ def test_a_quarter_is_published_told_once_and_corrected_only_where_it_changed(
     march = publish("2026-03", "notify", "pub-5", ref, kaohe, transport, TODAY)
     monthly = table(url, "mart_monthly_score", "where month = '2026-03'").set_index("person_id")
     assert march["revision"] == 1 and march["failed"] == []
-    assert len(server.to("notice-")) == len(set(monthly.index) & set(emails.dropna().index))
+    assert len(server.to("notice-")) == len(set(monthly.index) & set(emails.dropna().index)) - 2
+    assert sorted(march["shared_email"]) == sorted(pair)
     one = monthly.index[0]
     month_notice = _text(kaohe.output / scheme.id / "2026-03" / f"notice-{one}.pdf")
     assert "2026年3月" in month_notice and score(monthly.total_score[one]) in month_notice

@@ -107,3 +107,23 @@ def test_results_of_a_slice_keep_each_person_with_their_own_figures():
     ]
     scores = _period().set_axis([7, 8, 9])
     assert period_results(scores, BONUS)["rank_in_scope"].tolist() == [1, 2, 3]
+
+
+def _told(stage: str, revision: int, results: pd.DataFrame) -> pd.DataFrame:
+    return results.assign(what="2026-Q1", stage=stage, revision=revision)
+
+
+def test_a_revision_that_went_out_is_never_gone_back_below():
+    from etl.score import revision
+
+    first = period_results(_period(), BONUS)
+    changed = period_results(_period(period_score=[90.0, 85.0, 71.0]), BONUS)
+    none = _told("final", 1, first).iloc[0:0]
+    assert revision(none, "2026-Q1", changed) == 1  # nothing published: reruns stay at 1
+    published = pd.concat([_told("notify", 1, first), _told("final", 1, first)])
+    assert revision(published, "2026-Q1", first) == 1  # unchanged after final
+    assert revision(published, "2026-Q1", changed) == 2  # changed after final
+    # revision 2 went out at notify, then a rerun undid the change: still revision 2
+    published = pd.concat([published, _told("notify", 2, changed)])
+    assert revision(published, "2026-Q1", first) == 2
+    assert revision(published, "2026-Q3", first) == 1  # another period is its own
