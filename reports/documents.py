@@ -9,9 +9,13 @@ cannot reach a document either. Numbers stay numbers here; the templates format 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -35,6 +39,7 @@ FIELDS = {
     "red_flag": "流动红旗",
     "amount_cents": "奖金",
 }
+SOURCE_NAMES = ("roster", "attendance", "cases", "surveys", "adjustments", "nominations")
 SOURCES = {"roster": "人员名册", "attendance": "考勤", "cases": "案件", "surveys": "民主测评"}
 SOURCES |= {"adjustments": "加减分登记", "nominations": "标兵推荐"}
 CN_QUARTER = {"1": "一", "2": "二", "3": "三", "4": "四"}
@@ -189,16 +194,52 @@ def _scope_sizes(results: pd.DataFrame, scheme: Scheme) -> pd.Series:
     )
 
 
+SUITES = Path(__file__).resolve().parent.parent / "expectations"
+
+
+@functools.cache
+def _reasons_of(source: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A source's fixed rule texts (its suite's reasons that quote nothing) and its columns
+    (whose unreadable values are quoted as `column: '<cell>' …`)."""
+    from etl.sources import column_names
+
+    path = SUITES / f"{source}.json"
+    suite = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    fixed = tuple(
+        e["meta"]["reason"]
+        for e in suite.get("expectations", [])
+        if e.get("meta", {}).get("reason") and not e["meta"].get("reason_from_values")
+    )
+    return fixed, tuple(column_names(source)) if source in SOURCE_NAMES else ()
+
+
+def _reason_labels(source: str, reason: str) -> list[str]:
+    """What a quarantine reason says, in words that quote no cell: the rule texts it contains
+    and the columns whose values could not be read."""
+    fixed, columns = _reasons_of(source)
+    labels = [f for f in fixed if f in reason]
+    labels += [
+        f"{c}: 取值无法识别或不合规"
+        for c in columns
+        if re.search(rf"(?:^|; ){re.escape(c)}: '", reason)
+    ]
+    return labels or ["其他原因（详见校验报告）"]
+
+
 def quality_rows(quarantine: pd.DataFrame) -> pd.DataFrame:
-    """Rows set aside per month, source and reason, the reasons without the cells they quote: a
-    bulletin goes to one unit's leaders, and a quarantined cell may be another unit's data."""
+    """Rows set aside per month, source and reason, the reasons in words that quote no cell: a
+    bulletin goes to one unit's leaders, and a quarantined cell may be another unit's data. A
+    row with two reasons counts under both."""
     if quarantine.empty:
-        return quarantine.assign(rows=pd.Series(dtype="int64"))
-    reasons = quarantine.assign(reason=quarantine["reason"].astype(str).str.split("; "))
-    reasons = reasons.explode("reason")
-    reasons["reason"] = reasons["reason"].str.replace(r"'[^']*'", "…", regex=True)
+        return pd.DataFrame(columns=["month", "source", "reason", "rows"])
+    labelled = quarantine.assign(
+        reason=[
+            _reason_labels(src, str(r))
+            for src, r in zip(quarantine["source"], quarantine["reason"], strict=True)
+        ]
+    ).explode("reason")
     return (
-        reasons.groupby(["month", "source", "reason"], as_index=False)["rows"]
+        labelled.groupby(["month", "source", "reason"], as_index=False)["rows"]
         .sum()
         .sort_values(["month", "source", "reason"], ignore_index=True)
     )

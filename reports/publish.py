@@ -103,13 +103,33 @@ def plan(
             )
         revision = int(revision)
         done = _published(conn, scheme.id, what)
-        final = done.get(("final", revision))
-        if stage == "notify" and final is not None and final.recorded_at is not None:
+        r = published_result.c
+        went_out = {
+            (row.stage, row.revision)
+            for row in conn.execute(
+                sa.select(r.stage, r.revision)
+                .where(r.scheme_id == scheme.id, r.what == what)
+                .distinct()
+            )
+        }
+        if stage == "notify" and ("final", revision) in went_out:
             raise ValueError(
-                f"{what} revision {revision} was published final on {final.published_on}: "
-                "a notify stage after it would replace the final documents with drafts"
+                f"{what} revision {revision} has gone out at final "
+                f"({done[('final', revision)].published_on}): a notify stage after it would "
+                "replace the final documents with drafts"
             )
         mine = done.get((stage, revision))
+        if mine is not None and (stage, revision) not in went_out:
+            # planned before but nothing went out: date it from today
+            conn.execute(
+                publication.delete().where(
+                    publication.c.scheme_id == scheme.id,
+                    publication.c.what == what,
+                    publication.c.stage == stage,
+                    publication.c.revision == revision,
+                )
+            )
+            mine = None
         if mine is None:
             deadline = (
                 today + dt.timedelta(days=scheme.publication.appeal_days)
@@ -138,15 +158,19 @@ def plan(
         "revision": revision,
         "published_on": published_on.isoformat(),
         "appeal_deadline": deadline.isoformat() if deadline else None,
-        "already_recorded": mine is not None and mine.recorded_at is not None,
+        "gone_out": mine is not None,
     }
-    if plan_["already_recorded"]:
+    if plan_["gone_out"]:
         told = _snapshot(engine, scheme.id, what, stage, revision)
         now = current_results(read_marts(engine, scheme, what))
         if told is not None and not changes(now, told).empty:
             raise ValueError(
                 f"{what}: the results changed after {stage} of revision {revision} went out; "
-                "the people they changed are told at the next stage (publish final)"
+                + (
+                    "the people they changed are told at the next stage (publish final)"
+                    if stage == "notify"
+                    else "score the month or close the period again to make the next revision"
+                )
             )
     return plan_
 
@@ -207,28 +231,59 @@ def current_results(marts: Marts) -> pd.DataFrame:
     return period_results(marts.period, marts.bonus)
 
 
+def _reached(engine: Engine, scheme_id: str, what: str, kind: str) -> pd.DataFrame:
+    """(stage, revision, key) of every `kind` document of this month or period that reached
+    someone: key is the file stem's id part, as `stem` encodes it."""
+    d = delivery_log.c
+    prefix = f"{scheme_id}/{what}/"
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(d.document, d.revision)
+            .where(d.document.startswith(prefix, autoescape=True))
+            .distinct()
+        ).all()
+    out = [
+        (doc[len(prefix) :].split("/", 1)[0], int(rev), doc.rsplit(f"/{kind}-", 1)[1])
+        for doc, rev in rows
+        if doc.startswith(prefix) and f"/{kind}-" in doc
+    ]
+    return pd.DataFrame(out, columns=["stage", "revision", "key"])
+
+
+def _order(stage: pd.Series | str, revision: pd.Series | int) -> Any:
+    """Publications in the order they go out: notify before final, revision by revision."""
+    rank = (
+        stage.map({"notify": 0, "final": 1})
+        if isinstance(stage, pd.Series)
+        else (STAGES.index(stage))
+    )
+    return revision * 2 + rank
+
+
 def baselines(
     engine: Engine, scheme_id: str, what: str, stage: str, revision: int
 ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """What people were last told before this stage and revision, and what the last final
-    publication before it said (None where there was none)."""
+    """Before this stage and revision: what each person was last told by a notice that reached
+    them (one row per person; None if nobody was reached), and what the last final publication
+    said (None before the first)."""
     p = published_result.c
     with engine.connect() as conn:
         rows = pd.read_sql(
             sa.select(published_result).where(p.scheme_id == scheme_id, p.what == what), conn
         )
+    rows = rows[_order(rows["stage"], rows["revision"]) < _order(stage, revision)]
     if rows.empty:
         return None, None
-    order = rows["revision"] * 2 + rows["stage"].map({"notify": 0, "final": 1})
-    mine = revision * 2 + STAGES.index(stage)
-    before = rows[order < mine]
-    if before.empty:
-        return None, None
-    last = before[order[before.index] == order[before.index].max()]
-    finals = before[before["stage"] == "final"]
+    finals = rows[rows["stage"] == "final"]
     final = finals[finals["revision"] == finals["revision"].max()] if len(finals) else None
-    return last[RESULT].reset_index(drop=True), (
-        None if final is None else final[RESULT].reset_index(drop=True)
+    reached = _reached(engine, scheme_id, what, "notice")
+    rows = rows.assign(key=rows["person_id"].map(lambda pid: stem("", pid)[1:]))
+    told = rows.merge(reached, on=["stage", "revision", "key"])
+    told = told.assign(_o=_order(told["stage"], told["revision"])).sort_values("_o")
+    told = told.drop_duplicates("person_id", keep="last")
+    return (
+        None if told.empty else told[RESULT].reset_index(drop=True),
+        None if final is None else final[RESULT].reset_index(drop=True),
     )
 
 
@@ -246,20 +301,16 @@ def _snapshot(
     return None if rows.empty else rows[RESULT]
 
 
-def record(engine: Engine, plan_: dict[str, Any], results: pd.DataFrame) -> None:
-    """What each person was told at this stage and revision, once: a rerun changes nothing."""
+def snapshot(engine: Engine, plan_: dict[str, Any], results: pd.DataFrame) -> None:
+    """Keep what this stage and revision tells each person, before its first letter goes: from
+    then on it has gone out (a rescoring that changes it makes the next revision), even if the
+    delivery fails half way. Written once; a retry keeps the first."""
     sid, what, stage, rev = (plan_[k] for k in ("scheme_id", "what", "stage", "revision"))
-    p, r = publication.c, published_result.c
-    this = (p.scheme_id == sid, p.what == what, p.stage == stage, p.revision == rev)
+    r = published_result.c
+    this = (r.scheme_id == sid, r.what == what, r.stage == stage, r.revision == rev)
     with engine.begin() as conn:
-        recorded = conn.execute(sa.select(p.recorded_at).where(*this)).scalar()
-        if recorded is not None:
+        if conn.execute(sa.select(sa.func.count()).where(*this)).scalar():
             return
-        conn.execute(
-            published_result.delete().where(
-                r.scheme_id == sid, r.what == what, r.stage == stage, r.revision == rev
-            )
-        )
         rows = results[RESULT].astype(object).where(results[RESULT].notna(), None)
         conn.execute(
             published_result.insert(),
@@ -268,7 +319,20 @@ def record(engine: Engine, plan_: dict[str, Any], results: pd.DataFrame) -> None
                 for row in rows.to_dict("records")
             ],
         )
-        conn.execute(publication.update().where(*this).values(recorded_at=dt.datetime.now(dt.UTC)))
+
+
+def record(engine: Engine, plan_: dict[str, Any], results: pd.DataFrame) -> None:
+    """The stage and revision marked delivered (its snapshot kept if delivery wrote none)."""
+    sid, what, stage, rev = (plan_[k] for k in ("scheme_id", "what", "stage", "revision"))
+    snapshot(engine, plan_, results)
+    p = publication.c
+    this = (p.scheme_id == sid, p.what == what, p.stage == stage, p.revision == rev)
+    with engine.begin() as conn:
+        conn.execute(
+            publication.update()
+            .where(*this, p.recorded_at.is_(None))
+            .values(recorded_at=dt.datetime.now(dt.UTC))
+        )
 
 
 def stage_of(plan_: dict[str, Any]) -> Stage:
@@ -315,20 +379,17 @@ def _one_line(text: object) -> str:
 
 
 def _people_to_tell(
-    engine: Engine, plan_: dict[str, Any], results: pd.DataFrame, changed: pd.DataFrame
-) -> set[str]:
-    """Whose notice goes out now: whoever's result changed since they were last told, and whoever
-    no notice of this month or period has reached yet (no address before, a refusal)."""
-    d = delivery_log.c
-    prefix = f"{plan_['scheme_id']}/{plan_['what']}/"
-    with engine.connect() as conn:
-        reached = conn.execute(
-            sa.select(d.document).where(d.document.like(f"{prefix}%/notice-%")).distinct()
-        ).scalars()
-        told = {doc.rsplit("/notice-", 1)[1] for doc in reached}
-    keys = results["person_id"].map(lambda pid: stem("notice", pid)[len("notice-") :])
-    never = set(results["person_id"][~keys.isin(told)])
-    return never | set(changed["person_id"])
+    results: pd.DataFrame, told: pd.DataFrame | None
+) -> tuple[set[str], pd.DataFrame]:
+    """Whose notice goes out now, and what changed for them: whoever's result differs from what
+    their last notice that reached them said, and whoever no notice of this month or period has
+    reached yet (no address before, a refusal, a notice held)."""
+    if told is None:
+        return set(results["person_id"]), pd.DataFrame(columns=CHANGE)
+    found = changes(results, told)
+    found = found[found["person_id"].isin(set(told["person_id"]))]  # never told: not a 更正
+    never = set(results["person_id"]) - set(told["person_id"])
+    return never | (set(found["person_id"]) & set(results["person_id"])), found
 
 
 def _addresses(marts: Marts) -> tuple[pd.Series, set[str], set[str]]:
@@ -353,6 +414,7 @@ def render(
 
     what, stage, rev = plan_["what"], plan_["stage"], plan_["revision"]
     marts = read_marts(engine, scheme, what)
+    results = current_results(marts)  # raises if the period is not closed
     held = marts.period if _kind(what) != "month" else marts.monthly
     held = held[held["month"] == what] if _kind(what) == "month" else held
     if set(held["revision"].astype(int)) != {rev}:
@@ -360,13 +422,18 @@ def render(
             f"{what} was rescored while it was being published (revision {rev} planned, "
             f"{sorted(set(held['revision'].astype(int)))} now): run kaohe_publish again"
         )
-    results = current_results(marts)
     told, final = baselines(engine, scheme.id, what, stage, rev)
+    tell, notice_changes = _people_to_tell(results, told)
     none = pd.DataFrame(columns=CHANGE)
-    notice_changes = none if told is None else changes(results, told)
     bulletin_changes = none if final is None else _placed(changes(results, final), results, final)
-    tell = _people_to_tell(engine, plan_, results, notice_changes)
-    changed_units = set(bulletin_changes["unit_id"].dropna()) if final is not None else None
+    # at a later final: the units it changed, and any unit whose bulletin never reached anyone
+    changed_units = None
+    if final is not None:
+        reached = set(
+            _reached(engine, scheme.id, what, "bulletin").query("stage == 'final'")["key"]
+        )
+        unreached = {u for u in results["unit_id"] if stem("", u)[1:] not in reached}
+        changed_units = set(bulletin_changes["unit_id"].dropna()) | unreached
     out = folder(cfg, scheme.id, what)
     out.mkdir(parents=True, exist_ok=True)
     final_stage = stage == "final"
@@ -378,6 +445,7 @@ def render(
     if final_stage and marts.bonus is not None and scheme.bonus is not None:
         bonus_letters, links = _bonus_tables(cfg, scheme, marts, plan_, final)
         letters += bonus_letters
+        summary["bad_address"] += [a for a in scheme.publication.finance if not valid_address(a)]
 
     stage_ = stage_of(plan_)
     jobs: list[tuple[str, Path]] = []
@@ -511,7 +579,7 @@ def _bonus_tables(
             now = alloc.set_index("person_id")["amount_cents"]
             if before.astype("int64").sort_index().equals(now.astype("int64").sort_index()):
                 continue  # the same people paid the same: finance gets nothing new
-        for address in filter(valid_address, scheme.publication.finance):
+        for address in filter(valid_address, scheme.publication.finance):  # others: run log
             letters.append(
                 {
                     "document": _doc_id(plan_, name),
@@ -619,6 +687,8 @@ def deliver_step(
     engine = engine_for(cfg.warehouse_url)
     create_schema(engine)
     try:
+        results = pd.read_feather(Path(manifest_file).with_suffix(".results.feather"))
+        snapshot(engine, manifest, results)  # from here on, this stage has gone out
         transport = transport or transport_for(cfg.mail, cfg.output / "outbox")
         sender = cfg.mail_from or getattr(transport, "sender", None) or DEFAULT_SENDER
         report = deliver(engine, letters_of(manifest), transport, sender=sender)

@@ -180,14 +180,57 @@ def test_quarantine_reasons_in_a_bulletin_quote_no_cell():
 
     q = pd.DataFrame(
         {
-            "month": ["2026-03"] * 2,
-            "source": ["roster"] * 2,
-            "reason": ["email: '张三@x' is not an address", "email: 'z@' is not an address; x"],
-            "rows": [1, 2],
+            "month": ["2026-03"] * 3,
+            "source": ["roster"] * 3,
+            "reason": [
+                "email: '张三@x' is not an address",
+                "email: 'O'Brien; 13800001111 Zhang' is not an address",
+                "something new",
+            ],
+            "rows": [1, 2, 4],
         }
     )
     got = quality_rows(q)
     assert got.to_dict("records") == [
-        {"month": "2026-03", "source": "roster", "reason": "email: … is not an address", "rows": 3},
-        {"month": "2026-03", "source": "roster", "reason": "x", "rows": 2},
+        {
+            "month": "2026-03",
+            "source": "roster",
+            "reason": "email: 取值无法识别或不合规",
+            "rows": 3,
+        },
+        {"month": "2026-03", "source": "roster", "reason": "其他原因（详见校验报告）", "rows": 4},
     ]
+    assert "13800001111" not in got.to_string() and "Brien" not in got.to_string()
+
+
+def test_who_is_told_is_decided_by_what_reached_them():
+    """P1's notice reached them with 90.00 and nothing changed; P2's reached them with 85.00
+    and it is now 69.50; no notice ever reached P3 (no address then, or refused): P2 gets a
+    correction, P3 a first notice without one, P1 nothing."""
+    from reports.publish import _people_to_tell
+    from scoring.revisions import period_results
+
+    def results(scores: list[float]) -> pd.DataFrame:
+        rows = pd.DataFrame(
+            {
+                "person_id": ["P1", "P2", "P3"],
+                "name": ["甲", "乙", "丙"],
+                "unit_id": ["U1"] * 3,
+                "category": ["staff"] * 3,
+                "period_score": scores,
+                "rank_in_scope": [1, 2, 3],
+                "grade": ["good"] * 3,
+                "veto": [False] * 3,
+                "pacesetter": [False] * 3,
+            }
+        )
+        return period_results(rows, None)
+
+    told = results([90.0, 85.0, 70.0]).iloc[:2]
+    tell, found = _people_to_tell(results([90.0, 69.5, 70.0]), told)
+    assert tell == {"P2", "P3"}
+    assert found[["person_id", "field", "before", "after"]].values.tolist() == [
+        ["P2", "score", 85.0, 69.5]
+    ]
+    everyone, none = _people_to_tell(results([90.0, 85.0, 70.0]), None)
+    assert everyone == {"P1", "P2", "P3"} and none.empty

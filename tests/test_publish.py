@@ -157,7 +157,7 @@ def test_a_quarter_is_published_told_once_and_corrected_only_where_it_changed(
     assert round(amounts[-1] * 100) == pool and round(sum(amounts[:-1]) * 100) == pool
     assert "公示稿" not in _text(folder / f"bulletin-{unit}.pdf")
     # a notify after the final of the same revision would put drafts over the final documents
-    with pytest.raises(ValueError, match="published final"):
+    with pytest.raises(ValueError, match="has gone out at final"):
         publish("2026-Q1", "notify", "pub-late", ref, kaohe, transport, TODAY)
 
     # a late adjustment for the last-ranked person changes the final result: revision 2
