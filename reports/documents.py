@@ -189,9 +189,7 @@ def _scope_sizes(results: pd.DataFrame, scheme: Scheme) -> pd.Series:
     if scheme.grading is not None and scheme.grading.scope == "unit_category":
         scope = ["unit_id", "category"]
     ranked = results["rank_in_scope"].notna()
-    return (
-        results.groupby(scope)["rank_in_scope"].transform(lambda s: s.notna().sum()).where(ranked)
-    )
+    return results.groupby(scope)["rank_in_scope"].transform("count").where(ranked)
 
 
 SUITES = Path(__file__).resolve().parent.parent / "expectations"

@@ -52,7 +52,7 @@ STAGES = ("notify", "final")
 SECURITY = ("starttls", "ssl", "none")
 _KEY_CHUNK = 500  # documents per look-up of the delivery log (well below any bind-parameter limit)
 # one address, ASCII, no display name, no list: anything else never reaches a transport
-_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _FALSY_WORDS = {"false", "0", "no", "off", "n", "f"}
 
 
@@ -82,7 +82,7 @@ class Letter:
 
 
 def valid_address(address: object) -> bool:
-    return isinstance(address, str) and _ADDRESS.fullmatch(address) is not None
+    return isinstance(address, str) and ADDRESS.fullmatch(address) is not None
 
 
 def mask_address(address: str | None) -> str:

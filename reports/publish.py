@@ -118,9 +118,16 @@ def plan(
                 f"({done[('final', revision)].published_on}): a notify stage after it would "
                 "replace the final documents with drafts"
             )
+        gone_out = (stage, revision) in went_out
         mine = done.get((stage, revision))
-        if mine is not None and (stage, revision) not in went_out:
-            # planned before but nothing went out: date it from today
+        if mine is not None and gone_out:
+            published_on, deadline = mine.published_on, mine.appeal_deadline
+        else:  # first planned, or planned before but nothing went out: dated from today
+            deadline = (
+                today + dt.timedelta(days=scheme.publication.appeal_days)
+                if stage == "notify"
+                else None  # the appeal window closed with notify; final results are final
+            )
             conn.execute(
                 publication.delete().where(
                     publication.c.scheme_id == scheme.id,
@@ -128,13 +135,6 @@ def plan(
                     publication.c.stage == stage,
                     publication.c.revision == revision,
                 )
-            )
-            mine = None
-        if mine is None:
-            deadline = (
-                today + dt.timedelta(days=scheme.publication.appeal_days)
-                if stage == "notify"
-                else None  # the appeal window closed with notify; final results are final
             )
             conn.execute(
                 publication.insert().values(
@@ -149,8 +149,6 @@ def plan(
                 )
             )
             published_on = today
-        else:
-            published_on, deadline = mine.published_on, mine.appeal_deadline
     plan_ = {
         "scheme_id": scheme.id,
         "what": what,
@@ -158,12 +156,11 @@ def plan(
         "revision": revision,
         "published_on": published_on.isoformat(),
         "appeal_deadline": deadline.isoformat() if deadline else None,
-        "gone_out": mine is not None,
+        "gone_out": gone_out,
     }
-    if plan_["gone_out"]:
+    if gone_out:
         told = _snapshot(engine, scheme.id, what, stage, revision)
-        now = current_results(read_marts(engine, scheme, what))
-        if told is not None and not changes(now, told).empty:
+        if not changes(read_results(engine, scheme, what), told).empty:
             raise ValueError(
                 f"{what}: the results changed after {stage} of revision {revision} went out; "
                 + (
@@ -220,6 +217,19 @@ def read_marts(engine: Engine, scheme: Scheme, what: str) -> Marts:
     return Marts(what=what, roster=people, **got)
 
 
+def read_results(engine: Engine, scheme: Scheme, what: str) -> pd.DataFrame:
+    """What each person would be told now, read from the score marts alone."""
+    sid, m, ps, b = scheme.id, mart_monthly_score, mart_period_score, mart_bonus_allocation
+    with reading(engine) as read:
+        if _kind(what) == "month":
+            return month_results(read.frame(m, m.c.scheme_id == sid, m.c.month == what))
+        period = read.frame(ps, ps.c.scheme_id == sid, ps.c.period == what)
+        bonus = read.frame(b, b.c.scheme_id == sid, b.c.period == what)
+    if period.empty:
+        raise ValueError(f"{what}: the period has not been closed")
+    return period_results(period, bonus)
+
+
 def current_results(marts: Marts) -> pd.DataFrame:
     """What each person would be told now, in the shape `published_result` keeps."""
     if _kind(marts.what) == "month":
@@ -233,21 +243,28 @@ def current_results(marts: Marts) -> pd.DataFrame:
 
 def _reached(engine: Engine, scheme_id: str, what: str, kind: str) -> pd.DataFrame:
     """(stage, revision, key) of every `kind` document of this month or period that reached
-    someone: key is the file stem's id part, as `stem` encodes it."""
+    someone: key is the id as file names encode it (`keys`)."""
     d = delivery_log.c
     prefix = f"{scheme_id}/{what}/"
     with engine.connect() as conn:
-        rows = conn.execute(
+        docs = pd.read_sql(
             sa.select(d.document, d.revision)
             .where(d.document.startswith(prefix, autoescape=True))
-            .distinct()
-        ).all()
-    out = [
-        (doc[len(prefix) :].split("/", 1)[0], int(rev), doc.rsplit(f"/{kind}-", 1)[1])
-        for doc, rev in rows
-        if doc.startswith(prefix) and f"/{kind}-" in doc
-    ]
-    return pd.DataFrame(out, columns=["stage", "revision", "key"])
+            .distinct(),
+            conn,
+        )
+    docs = docs[docs["document"].str.startswith(prefix)]  # SQLite's LIKE ignores case
+    if docs.empty:
+        return pd.DataFrame(columns=["stage", "revision", "key"])
+    parts = docs["document"].str.slice(len(prefix)).str.split("/", n=1, expand=True)
+    mine = parts[1].str.startswith(f"{kind}-")
+    return pd.DataFrame(
+        {
+            "stage": parts.loc[mine, 0],
+            "revision": docs.loc[mine, "revision"].astype(int),
+            "key": parts.loc[mine, 1].str.slice(len(kind) + 1),
+        }
+    )
 
 
 def _order(stage: pd.Series | str, revision: pd.Series | int) -> Any:
@@ -277,7 +294,7 @@ def baselines(
     finals = rows[rows["stage"] == "final"]
     final = finals[finals["revision"] == finals["revision"].max()] if len(finals) else None
     reached = _reached(engine, scheme_id, what, "notice")
-    rows = rows.assign(key=rows["person_id"].map(lambda pid: stem("", pid)[1:]))
+    rows = rows.assign(key=keys(rows["person_id"]))
     told = rows.merge(reached, on=["stage", "revision", "key"])
     told = told.assign(_o=_order(told["stage"], told["revision"])).sort_values("_o")
     told = told.drop_duplicates("person_id", keep="last")
@@ -287,9 +304,7 @@ def baselines(
     )
 
 
-def _snapshot(
-    engine: Engine, scheme_id: str, what: str, stage: str, revision: int
-) -> pd.DataFrame | None:
+def _snapshot(engine: Engine, scheme_id: str, what: str, stage: str, revision: int) -> pd.DataFrame:
     r = published_result.c
     with engine.connect() as conn:
         rows = pd.read_sql(
@@ -298,7 +313,7 @@ def _snapshot(
             ),
             conn,
         )
-    return None if rows.empty else rows[RESULT]
+    return rows[RESULT]
 
 
 def snapshot(engine: Engine, plan_: dict[str, Any], results: pd.DataFrame) -> None:
@@ -368,9 +383,16 @@ def _doc_id(plan_: dict[str, Any], name: str) -> str:
 
 def stem(kind: str, key: str) -> str:
     """`notice-<person_id>`, `bulletin-<unit_id>`, `bonus-<unit_id>`: the id percent-encoded
-    where it holds anything but letters, digits, `.`, `_`, `-`, so no id can name a path
+    where it holds anything but letters, digits, `.`, `_`, `-`, `~`, so no id can name a path
     outside the folder or another person's file."""
     return f"{kind}-{quote(str(key), safe='')}"
+
+
+def keys(ids: pd.Series) -> pd.Series:
+    """Ids as `stem` encodes them; only the rare id that needs encoding goes through `quote`."""
+    ids = ids.astype(str)
+    plain = ids.str.fullmatch(r"[A-Za-z0-9._~-]*")
+    return ids.where(plain, ids[~plain].map(lambda i: quote(i, safe="")))
 
 
 def _one_line(text: object) -> str:
@@ -395,11 +417,11 @@ def _people_to_tell(
 def _addresses(marts: Marts) -> tuple[pd.Series, set[str], set[str]]:
     """Each person's address, and the people whose address is missing or malformed, or is also
     another person's (a shared mailbox would show one person's notice to others)."""
-    from reports.mail import valid_address
+    from reports.mail import ADDRESS
 
     email = marts.roster.set_index("person_id")["email"]
     text = email.where(email.notna(), "").astype(str).str.strip()
-    valid = text.map(valid_address)
+    valid = text.str.fullmatch(ADDRESS.pattern)
     shared = text[valid].str.lower().duplicated(keep=False)
     return text, set(text.index[~valid]), set(shared.index[shared])
 
@@ -415,8 +437,7 @@ def render(
     what, stage, rev = plan_["what"], plan_["stage"], plan_["revision"]
     marts = read_marts(engine, scheme, what)
     results = current_results(marts)  # raises if the period is not closed
-    held = marts.period if _kind(what) != "month" else marts.monthly
-    held = held[held["month"] == what] if _kind(what) == "month" else held
+    held = marts.monthly[marts.monthly["month"] == what] if _kind(what) == "month" else marts.period
     if set(held["revision"].astype(int)) != {rev}:
         raise ValueError(
             f"{what} was rescored while it was being published (revision {rev} planned, "
@@ -432,7 +453,8 @@ def render(
         reached = set(
             _reached(engine, scheme.id, what, "bulletin").query("stage == 'final'")["key"]
         )
-        unreached = {u for u in results["unit_id"] if stem("", u)[1:] not in reached}
+        units = results["unit_id"].drop_duplicates()
+        unreached = set(units[~keys(units).isin(reached)])
         changed_units = set(bulletin_changes["unit_id"].dropna()) | unreached
     out = folder(cfg, scheme.id, what)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,52 +21,46 @@ COMPARED += ["red_flag", "amount_cents"]
 CHANGE = ["person_id", "name", "field", "before", "after"]
 
 
+def _results(rows: pd.DataFrame, score: str, **told: object) -> pd.DataFrame:
+    """Result rows from mart rows: who, the score column named, rank and veto as the mart has
+    them, the rest (`grade`, `pacesetter`, `red_flag`, `amount_cents`) as given."""
+    rows = rows.reset_index(drop=True)
+    out = rows[["person_id", "name", "unit_id", "category"]].astype(object)
+    out["score"] = rows[score].astype(float)
+    out["rank_in_scope"] = pd.to_numeric(rows["rank_in_scope"], errors="coerce").astype("Int64")
+    out["veto"] = rows["veto"].astype(bool)
+    for name, values in told.items():
+        out[name] = values
+    out["amount_cents"] = out["amount_cents"].astype("Int64")
+    return out[RESULT]
+
+
 def month_results(monthly: pd.DataFrame) -> pd.DataFrame:
     """What a person is told of a month: mart_monthly_score rows to result rows."""
-    monthly = monthly.reset_index(drop=True)
-    return pd.DataFrame(
-        {
-            "person_id": monthly["person_id"].astype(object),
-            "name": monthly["name"].astype(object),
-            "unit_id": monthly["unit_id"].astype(object),
-            "category": monthly["category"].astype(object),
-            "score": monthly["total_score"].astype(float),
-            "rank_in_scope": _ints(monthly["rank_in_scope"]),
-            "grade": None,
-            "veto": monthly["veto"].astype(bool),
-            "pacesetter": False,
-            "red_flag": monthly["red_flag"].astype(bool),
-            "amount_cents": pd.array([None] * len(monthly), dtype="Int64"),
-        }
-    ).reset_index(drop=True)
+    return _results(
+        monthly,
+        "total_score",
+        grade=None,
+        pacesetter=False,
+        red_flag=monthly["red_flag"].astype(bool).to_numpy(),
+        amount_cents=None,
+    )
 
 
 def period_results(scores: pd.DataFrame, bonus: pd.DataFrame | None) -> pd.DataFrame:
     """What a person is told of a period: mart_period_score rows, with their bonus if any."""
-    scores = scores.reset_index(drop=True)
-    out = pd.DataFrame(
-        {
-            "person_id": scores["person_id"].astype(object),
-            "name": scores["name"].astype(object),
-            "unit_id": scores["unit_id"].astype(object),
-            "category": scores["category"].astype(object),
-            "score": scores["period_score"].astype(float),
-            "rank_in_scope": _ints(scores["rank_in_scope"]),
-            "grade": scores["grade"].astype(object).where(scores["grade"].notna(), None),
-            "veto": scores["veto"].astype(bool),
-            "pacesetter": scores["pacesetter"].astype(bool),
-            "red_flag": False,
-        }
-    ).reset_index(drop=True)
     cents = pd.Series(dtype="Int64")
     if bonus is not None and len(bonus):
-        cents = bonus.groupby("person_id")["amount_cents"].sum().astype("Int64")
-    out["amount_cents"] = out["person_id"].map(cents).astype("Int64")
-    return out
-
-
-def _ints(values: pd.Series) -> pd.Series:
-    return pd.to_numeric(values, errors="coerce").astype("Int64").reset_index(drop=True)
+        cents = bonus.groupby("person_id")["amount_cents"].sum()
+    grade = scores["grade"].astype(object)
+    return _results(
+        scores,
+        "period_score",
+        grade=grade.where(grade.notna(), None).to_numpy(),
+        pacesetter=scores["pacesetter"].astype(bool).to_numpy(),
+        red_flag=False,
+        amount_cents=scores["person_id"].map(cents).to_numpy(),
+    )
 
 
 def _comparable(results: pd.DataFrame) -> pd.DataFrame:

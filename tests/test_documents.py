@@ -167,12 +167,14 @@ def test_a_month_notice_renders_its_figures_and_says_no_basis():
 
 
 def test_file_names_of_ids_cannot_leave_the_folder_or_take_anothers_name():
-    from reports.publish import stem
+    from reports.publish import keys, stem
 
     assert stem("notice", "P0001") == "notice-P0001"
     assert stem("notice", "a/../notice-P2") == "notice-a%2F..%2Fnotice-P2"
     assert "/" not in stem("bulletin", "../../etc") and "\n" not in stem("notice", "a\nb")
     assert stem("notice", "a/b") != stem("notice", "a%2Fb")  # percent itself is encoded
+    ids = pd.Series(["P0001", "a/../notice-P2", "张三", "x~y"])
+    assert keys(ids).tolist() == [stem("notice", i)[len("notice-") :] for i in ids]
 
 
 def test_quarantine_reasons_in_a_bulletin_quote_no_cell():
