@@ -7,7 +7,12 @@ prefecture city, and byte for byte reproducible so that landing and rerun tests 
 checksums. Everything that grows with people is drawn and formatted with numpy/pandas, so 20,000
 people (600,000 attendance rows a month) generate in seconds.
 
-    python -m etl.generate --inbox DIR --people N --start 2026-01 --months 3 --seed 1
+Without a scheme the data fit the demo schemes. With one (`--scheme town`), the roster, survey
+rounds, adjustment register and nominations speak the scheme's categories, items, relations, levels
+and rules, and a year of data uses every rule of it, veto rules included, so that each scheme under
+scoring/schemes/ has a sample organisation that exercises it.
+
+    python -m etl.generate --inbox DIR --people N --start 2026-01 --months 3 --seed 1 [--scheme ID]
 """
 
 from __future__ import annotations
@@ -21,50 +26,28 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-# --- vocabulary of the demo scheme (scoring/schemes/demo.yaml) -----------------------------------
-CAT_IDS = np.array(["leader", "middle", "staff", "judge", "assistant"])
-CAT_NAMES = np.array(["班子成员", "中层干部", "一般工作人员", "员额法官", "审判辅助人员"])
-LEADER, MIDDLE, STAFF, JUDGE, ASSISTANT = range(5)
-ITEMS = np.array(["de", "neng", "qin", "ji", "lian"])
-# worst first, for np.digitize over LEVEL_FLOORS
-LEVELS = np.array(["不称职", "基本称职", "称职", "优秀"])
-LEVEL_FLOORS = [60, 75, 90]
-# in priority order: a rater who fits two relations to one ratee keeps the first
-RELATIONS = np.array(["self", "superior", "subordinate", "peer", "public"])
-# rule, fixed points (None: range or veto), share of rows, evidence issuer, notes
-RULES: list[tuple[str, float | None, float, str, tuple[str, ...]]] = [
-    (
-        "praise_bureau",
-        0.5,
-        0.28,
-        "局办",
-        ("受到局领导书面表扬", "专项工作获局领导肯定"),
-    ),
-    ("praise_city", 1.0, 0.10, "市府办", ("获市级通报表扬", "经验做法被市级转发推广")),
-    ("praise_province", 2.0, 0.03, "省府办", ("获省级通报表扬",)),
-    ("lecture", 0.1, 0.17, "县委党校", ("为全县干部培训班授课", "开展业务知识讲座")),
-    (
-        "assessment_loss",
-        None,
-        0.20,
-        "县考核办",
-        ("重点工作考核失分", "专项督查发现问题失分"),
-    ),
-    (
-        "meeting_absence",
-        -0.5,
-        0.15,
-        "县委办",
-        ("无故缺席全体干部大会", "无故缺席专题会议"),
-    ),
-    ("media_exposure", -2.0, 0.07, "县委宣传部", ("工作作风问题被媒体曝光",)),
-]
-LOSS_RANGE = (-2.0, -0.5)
-VETO_RULE = ("disciplinary", "县纪委", "违反工作纪律被查实，给予党内警告处分")
+from etl.sample_profile import (
+    ASSISTANT,
+    FAST,
+    JUDGE,
+    LEADER,
+    MIDDLE,
+    PUBLIC,
+    RELATIONS,
+    SELF,
+    STAFF,
+    Form,
+    Profile,
+)
+
+if TYPE_CHECKING:
+    from scoring.scheme import Scheme
+
 
 # --- enumerations as written in the files --------------------------------------------------------
 PRESENT, LATE, EARLY, ABSENT, LEAVE, TRIP, HOLIDAY = range(7)
@@ -202,7 +185,7 @@ class Org:
     dept_unit: np.ndarray
     dept_trial: np.ndarray
     dept: np.ndarray  # (months, people): department of each person in each month
-    cat: np.ndarray
+    cat: np.ndarray  # role: LEADER ... ASSISTANT
     is_head: np.ndarray
     first_month: np.ndarray
     last_month: np.ndarray
@@ -219,6 +202,7 @@ class Org:
     public: np.ndarray  # serves the public: rated by service users
     keys: np.ndarray  # rater keys: people first, then outside raters
     leniency: np.ndarray  # per rater key
+    slot: np.ndarray  # role, or FAST for a judge of 立案庭 when the scheme ranks them apart
 
     @property
     def n(self) -> int:
@@ -519,15 +503,22 @@ def _people_attributes(
 
 
 def build_org(
-    rng: np.random.Generator, people: int, months: list[Month], kind: str = "mixed"
+    rng: np.random.Generator,
+    people: int,
+    months: list[Month],
+    kind: str = "mixed",
+    fast_track: bool = False,
 ) -> Org:
     """Units and departments, then who is where each month, then the people themselves."""
     where = _changes(rng, _structure(rng, people, kind), people, months)
-    return Org(**where, **_people_attributes(rng, where["cat"], len(where["unit_id"])))
+    cat = where["cat"]
+    fast = fast_track & (cat == JUDGE) & (where["dept_name"][where["dept"][0]] == "立案庭")
+    traits = _people_attributes(rng, cat, len(where["unit_id"]))
+    return Org(**where, **traits, slot=np.where(fast, FAST, cat))
 
 
 # --- roster and attendance -----------------------------------------------------------------------
-def roster(org: Org, m: int, month: Month) -> pd.DataFrame:
+def roster(org: Org, m: int, month: Month, profile: Profile) -> pd.DataFrame:
     """The first month writes category names in Chinese, the others the scheme's ids."""
     p = org.present(m)
     d = org.dept[m, p]
@@ -540,7 +531,7 @@ def roster(org: Org, m: int, month: Month) -> pd.DataFrame:
             "单位名称": org.unit_name[org.dept_unit[d]],
             "部门编码": org.dept_id[d],
             "部门": org.dept_name[d],
-            "人员类别": (CAT_NAMES if m == 0 else CAT_IDS)[org.cat[p]],
+            "人员类别": (profile.cat_names if m == 0 else profile.cat_ids)[org.slot[p]],
             "岗位系数": org.coef[p],
             "邮箱": org.email[p],
             "入职日期": _fmt_dates(org.active_from[p], "iso"),
@@ -846,13 +837,15 @@ def cases(org: Org, universe: dict[str, np.ndarray], month: Month) -> pd.DataFra
 
 # --- surveys -------------------------------------------------------------------------------------
 def _rating_pairs(
-    rng: np.random.Generator, org: Org, m: int
+    rng: np.random.Generator, org: Org, m: int, extra: int = 0, public_all: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ratee, rater, relation) of one round; a rater rates a ratee once, in the closest relation.
 
     Cadres (leaders, middle cadres, heads of department) rate everyone below them and each other;
     the rank and file rate their own department's rank and file, so a department head is never
-    drawn twice for one ratee, once as superior and once as peer.
+    drawn twice for one ratee, once as superior and once as peer. Each relation draws 3 raters or
+    more (`extra` more, for a scheme that needs more to count a relation); the public rates those
+    who serve it, or everyone (`public_all`).
     """
     p = org.present(m)
     dept = org.dept[m, p]
@@ -876,9 +869,9 @@ def _rating_pairs(
     public = Groups.build(rng, (public_ids - org.n - 5) // 30, public_ids, n_units, n_keys)
 
     def some(lo: int, hi: int, mask: np.ndarray) -> np.ndarray:
-        return rng.integers(lo, hi + 1, size=mask.sum())
+        return rng.integers(lo + extra, hi + extra + 1, size=mask.sum())
 
-    pub = org.public[p]
+    pub = org.public[p] | public_all
     parts = [
         (p, p, 0),
         (
@@ -911,29 +904,87 @@ def _rating_pairs(
     return ratee[keep], rater[keep], rel[keep]
 
 
-def surveys(rng: np.random.Generator, org: Org, m: int, month: Month) -> pd.DataFrame:
-    """Self-ratings cover all five items; other raters score the 2–3 items they can judge."""
-    ratee, rater, rel = _rating_pairs(rng, org, m)
-    n_items = np.where(rel == 0, len(ITEMS), rng.integers(2, 4, size=len(rel)))
-    rank = np.argsort(np.argsort(rng.random((len(rel), len(ITEMS))), axis=1), axis=1)
+def _period(month: Month, kind: str) -> tuple[str, str]:
+    """The label of the month, quarter, half or year ending in `month`, and its survey_id prefix."""
+    y, q, h = month.year, (month.month - 1) // 3 + 1, 1 if month.month <= 6 else 2
+    return {
+        "month": (month.label, month.label),
+        "quarter": (f"{y}-Q{q}", f"{y}Q{q}"),
+        "half": (f"{y}-H{h}", f"{y}H{h}"),
+        "year": (str(y), str(y)),
+    }[kind]
+
+
+def _ends(month: Month, kind: str) -> bool:
+    """Whether `month` is the last month of its month, quarter, half or year."""
+    return month.month % {"month": 1, "quarter": 3, "half": 6, "year": 12}[kind] == 0
+
+
+def _rank_in_group(group: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each value of `group`, in the order the rows come."""
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    rank = np.empty(len(g), np.int64)
+    rank[order] = np.arange(len(g)) - np.searchsorted(g, g)
+    return rank
+
+
+def surveys(
+    rng: np.random.Generator, org: Org, m: int, month: Month, forms: Sequence[Form], cadence: str
+) -> pd.DataFrame:
+    """One round (one survey_id a unit) of the components held at `cadence`, on one form each.
+
+    Raters are drawn once for the round; each component keeps the ratees of its categories and
+    the relations it weights. Self-ratings cover all of a component's items; other raters score
+    the 2–3 items they can judge.
+    """
+    extra = max(0, max(f.min_raters for f in forms) - 3)
+    pairs = _rating_pairs(rng, org, m, extra, any(f.public_all for f in forms))
+    period, prefix = _period(month, cadence)
+    tables = [_ratings(rng, org, m, f, pairs, period, prefix) for f in forms]
+    return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+
+
+def _ratings(
+    rng: np.random.Generator,
+    org: Org,
+    m: int,
+    form: Form,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    period: str,
+    prefix: str,
+) -> pd.DataFrame:
+    """The rows of one component: a rating is a number, or now and then the nearest level."""
+    keep = form.rated[org.slot[pairs[0]]] & form.relations[pairs[2]]
+    ratee, rater, rel = (a[keep] for a in pairs)
+    if form.thin:  # ~3% of (ratee, relation) keep min_raters − 1 raters: suppression shows
+        group = ratee * len(RELATIONS) + rel
+        uniq, inv = np.unique(group, return_inverse=True)
+        few = (rng.random(len(uniq)) < 0.03) & (uniq % len(RELATIONS) != SELF)
+        keep = ~few[inv] | (_rank_in_group(inv) < form.min_raters - 1)
+        ratee, rater, rel = ratee[keep], rater[keep], rel[keep]
+    k = len(form.items)
+    n_items = np.where(rel == SELF, k, np.minimum(rng.integers(2, 4, size=len(rel)), k))
+    rank = np.argsort(np.argsort(rng.random((len(rel), k)), axis=1), axis=1)
     pair, item = np.nonzero(rank < n_items[:, None])
-    raw = (org.quality[ratee] + org.leniency[rater] + 5 * (rel == 0))[pair] + rng.normal(
+    raw = (org.quality[ratee] + org.leniency[rater] + 5 * (rel == SELF))[pair] + rng.normal(
         0, 4, size=len(pair)
     )
     score = np.clip(np.rint(raw), 40, 100).astype(int)
-    as_level = (rng.random(len(rel)) < np.where(rel == 4, 0.6, 0.05))[pair]
-    text = np.where(as_level, LEVELS[np.digitize(score, LEVEL_FLOORS)], score.astype(str))
+    as_level = (rng.random(len(rel)) < np.where(rel == PUBLIC, 0.6, 0.05))[pair]
+    text = score.astype(str)
+    if len(form.levels):
+        text = np.where(as_level, form.levels[np.digitize(score, form.floors)], text)
     unit = org.dept_unit[org.dept[m, ratee[pair]]]
-    quarter = f"{month.year}Q{(month.month - 1) // 3 + 1}"
     order = np.lexsort((item, rater[pair], rel[pair], ratee[pair], unit))
     return _table(
         {
-            "survey_id": np.char.add(f"{quarter}-", org.unit_id[unit])[order],
-            "period": f"{month.year}-Q{(month.month - 1) // 3 + 1}",
+            "survey_id": np.char.add(f"{prefix}-", org.unit_id[unit])[order],
+            "period": period,
             "rater_key": org.keys[rater[pair]][order],
             "relation": RELATIONS[rel[pair]][order],
             "ratee_id": org.pid[ratee[pair]][order],
-            "item": ITEMS[item][order],
+            "item": form.items[item][order],
             "score": text[order],
         }
     )
@@ -941,33 +992,53 @@ def surveys(rng: np.random.Generator, org: Org, m: int, month: Month) -> pd.Data
 
 # --- adjustments and nominations -----------------------------------------------------------------
 def adjustments(
-    rng: np.random.Generator, org: Org, m: int, month: Month, vetoes: int
+    rng: np.random.Generator,
+    org: Org,
+    m: int,
+    month: Month,
+    profile: Profile,
+    vetoes: np.ndarray,
+    barred: np.ndarray,
 ) -> pd.DataFrame:
-    """~5% of people get a bonus or deduction; `vetoes` people get the disciplinary veto."""
+    """~5% of people get a bonus or deduction; `vetoes` (indices of veto rules) pick people who
+    are not `barred`. A scheme's sample also names each rule every sixth month of the run, so
+    that any six months use the whole register."""
     p = org.present(m)
-    who = p[rng.random(len(p)) < 0.05]
-    if len(who) == 0:
-        who = rng.choice(p, size=1)
-    share = np.array([r[2] for r in RULES])
-    rule = rng.choice(len(RULES), size=len(who), p=share / share.sum())
-    fixed = np.array([np.nan if r[1] is None else r[1] for r in RULES])[rule]
-    loss = rng.choice(np.arange(LOSS_RANGE[0], LOSS_RANGE[1] + 0.01, 0.5), size=len(who))
-    points = np.where(np.isnan(fixed), loss, np.where(rng.random(len(who)) < 0.3, fixed, np.nan))
-    count = rng.choice([1, 2, 3], size=len(who), p=[0.85, 0.1, 0.05])
-    notes = [np.array(r[4])[rng.integers(0, len(r[4]), size=len(who))] for r in RULES]
-    note = np.array(notes)[rule, np.arange(len(who))]
-    issuer = np.array([r[3] for r in RULES])[rule]
-    names = np.array([r[0] for r in RULES])[rule]
-    veto = rng.choice(p, size=min(vetoes, len(p)), replace=False)
+    plain = np.array([r for r in profile.rules if not r.veto], dtype=object)
+    who, rule = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    points, count, note = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, str)
+    if len(plain):
+        who = p[rng.random(len(p)) < 0.05]
+        if len(who) == 0:
+            who = rng.choice(p, size=1)
+        share = np.array([r.share for r in plain])
+        rule = rng.choice(len(plain), size=len(who), p=share / share.sum())
+        if profile.exercise:
+            turn = np.flatnonzero(np.arange(len(plain)) % 6 == m % 6)
+            who, rule = np.r_[who, rng.choice(p, size=len(turn))], np.r_[rule, turn]
+        fixed = np.array([np.nan if r.points is None else r.points for r in plain])[rule]
+        ranged = np.full(len(who), np.nan)
+        for i, r in enumerate(plain):
+            if r.grid:
+                ranged = np.where(rule == i, rng.choice(np.array(r.grid), size=len(who)), ranged)
+        blank = rng.random(len(who)) >= 0.3  # a fixed rule's points are usually left blank
+        points = np.where(np.isnan(fixed), ranged, np.where(blank, np.nan, fixed))
+        count = rng.choice([1, 2, 3], size=len(who), p=[0.85, 0.1, 0.05])
+        notes = [np.array(r.notes)[rng.integers(0, len(r.notes), size=len(who))] for r in plain]
+        note = np.array(notes)[rule, np.arange(len(who))]
+    pool = p[~np.isin(p, barred)]
+    veto = rng.choice(pool, size=min(len(vetoes), len(pool)), replace=False)
+    vrules = np.array([r for r in profile.rules if r.veto], dtype=object)[vetoes[: len(veto)]]
+    rules = np.r_[plain[rule], vrules]
     who = np.r_[who, veto]
     frame = pd.DataFrame(
         {
             "person": who,
-            "rule": np.r_[names, np.full(len(veto), VETO_RULE[0])],
+            "rule": np.array([r.rule for r in rules], dtype=str),
             "points": np.r_[points, np.full(len(veto), np.nan)],
             "count": np.r_[count, np.ones(len(veto), int)],
-            "note": np.r_[note, np.full(len(veto), VETO_RULE[2])],
-            "issuer": np.r_[issuer, np.full(len(veto), VETO_RULE[1])],
+            "note": np.r_[note, np.array([r.notes[0] for r in vrules], dtype=str)],
+            "issuer": np.array([r.issuer for r in rules], dtype=str),
         }
     )
     lo, hi = _active_span(org, who, month)
@@ -982,23 +1053,39 @@ def adjustments(
 
 
 def nominations(
-    rng: np.random.Generator, org: Org, m: int, month: Month, barred: np.ndarray
+    rng: np.random.Generator,
+    org: Org,
+    m: int,
+    month: Month,
+    barred: np.ndarray,
+    profile: Profile,
+    refused: np.ndarray,
 ) -> pd.DataFrame:
-    """1–2 special nominations per unit, approved by its Party group; never someone with a veto."""
-    p = org.present(m)
-    p = p[~np.isin(p, barred)]
+    """1–2 special nominations per unit (1–3 for a scheme's sample), approved by its Party group;
+    never someone with a veto but the `refused` ones, named to show the refusal. A scheme's
+    sample puts at least one unit over its cap, floor(headcount × nomination_cap)."""
+    here = org.present(m)
+    p = here[~np.isin(here, barred)]
     unit = org.dept_unit[org.dept[m, p]]
     g = Groups.build(rng, unit, p, len(org.unit_id), org.n)
     units = np.arange(len(org.unit_id))
-    _, who = g.draw(rng, units, units, rng.integers(1, 3, size=len(units)))
-    who = np.sort(who)
+    k = rng.integers(1, profile.nominate + 1, size=len(units))
+    if profile.exercise:
+        heads = np.bincount(org.dept_unit[org.dept[m, here]], minlength=len(units))
+        cap = np.floor(heads * profile.cap + 1e-9).astype(int)
+        room = np.flatnonzero(cap < g.size)
+        if not (k > cap).any() and len(room):
+            u = room[np.argmin((cap - k)[room])]
+            k[u] = cap[u] + 1
+    _, who = g.draw(rng, units, units, k)
+    who = np.sort(np.r_[who, refused])
     court = org.unit_court[org.dept_unit[org.dept[m, who]]]
     pick = rng.integers(0, 3, size=len(who))
     reason = np.where(court, np.array(REASONS[True])[pick], np.array(REASONS[False])[pick])
     return pd.DataFrame(
         {
             "person_id": org.pid[who],
-            "period": f"{month.year}-H{1 if month.month <= 6 else 2}",
+            "period": _period(month, profile.pacesetters or "half")[0],
             "reason": reason,
             "approved_by": np.where(court, "院党组会", "局党组会"),
         }
@@ -1065,12 +1152,28 @@ def _write_csv(frame: pd.DataFrame, path: Path, encoding: str, newline: str = "\
     return len(frame)
 
 
-def _veto_plan(rng: np.random.Generator, people: int, months: int) -> np.ndarray:
-    """About one veto per 500 people a year, at least one in a run big and long enough to matter."""
+def _veto_plan(
+    rng: np.random.Generator, people: int, months: int, profile: Profile
+) -> list[np.ndarray]:
+    """Per month, the veto rules used (indices into the profile's veto rules).
+
+    About one veto per 500 people a year, at least one in a run big and long enough to matter. A
+    scheme's sample (20 people and 3 months or more) uses each of its veto rules once, spread over
+    the run, and vetoes no more than about 2% of the people.
+    """
     plan = rng.binomial(people, 1 / 6000, size=months)
     if plan.sum() == 0 and people >= 100 and months >= 3:
         plan[months // 2] = 1
-    return plan
+    n_rules = len(profile.vetoes)
+    if n_rules == 0:
+        plan[:] = 0
+    elif profile.exercise and people >= 20 and months >= 3:
+        at = np.rint(np.linspace(0, months - 1, n_rules)).astype(int)
+        plan += np.bincount(at, minlength=months)
+        room = max(n_rules, people // 50) - (np.cumsum(plan) - plan)
+        plan = np.minimum(plan, np.maximum(room, 0))
+    rules = np.arange(plan.sum()) % max(n_rules, 1)  # in order: every rule before any repeats
+    return np.split(rules, np.cumsum(plan)[:-1])
 
 
 def _write_month(
@@ -1080,10 +1183,12 @@ def _write_month(
     m: int,
     month: Month,
     universe: dict[str, np.ndarray] | None,
+    profile: Profile,
 ) -> dict[str, int]:
-    """Roster, attendance, cases and, in a quarter's last month, the quarter's survey round."""
+    """Roster, attendance, cases and the survey rounds held this month (one file)."""
     folder.mkdir(parents=True, exist_ok=True)
-    n = {"roster": _write_csv(roster(org, m, month), folder / "roster.csv", "utf-8-sig")}
+    table = roster(org, m, month, profile)
+    n = {"roster": _write_csv(table, folder / "roster.csv", "utf-8-sig")}
     court, office = attendance(rng, org, m, month)
     n["attendance"] = 0
     if len(court):
@@ -1095,8 +1200,15 @@ def _write_month(
     if universe is not None:
         table = cases(org, universe, month)
         n["cases"] = _write_csv(table, folder / "cases.csv", "gb18030", "\r\n")
-    if month.month % 3 == 0:
-        table = surveys(rng, org, m, month)
+    rounds = [
+        (c, [f for f in profile.forms if f.cadence == c])
+        for c in ("month", "quarter", "year")
+        if _ends(month, c)
+    ]
+    tables = [surveys(rng, org, m, month, forms, c) for c, forms in rounds if forms]
+    tables = [t for t in tables if len(t)]  # a round that rates nobody here writes nothing
+    if tables:
+        table = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
         n["surveys"] = _write_csv(table, folder / "surveys.csv", "utf-8")
     return n
 
@@ -1107,32 +1219,50 @@ def generate(
     start: str = "2026-01",
     months: int = 3,
     seed: int = 1,
-    kind: str = "mixed",
+    kind: str | None = None,
+    scheme: Scheme | None = None,
 ) -> dict[str, dict[str, int]]:
     """Write `months` monthly extracts of `people` people; return data rows per month and source.
 
     `kind`: courts and offices (`mixed`), or only courts or only offices, for a scheme of one kind.
+    Without a scheme, the data fit the demo schemes (and stay byte for byte what they were);
+    with one, categories, survey rounds, adjustment rules and nominations are the scheme's, and
+    the organisation is a court when the scheme measures cases, else an office.
     """
+    profile = Profile.of(scheme)
+    kind = kind or profile.kind
     if people < 1:
         raise ValueError("people must be at least 1")
     if kind not in ORG_KINDS:
         raise ValueError(f"kind must be one of {', '.join(ORG_KINDS)}")
     cal = _months(start, months)
     rng = np.random.default_rng(seed)
-    org = build_org(rng, people, cal, kind)
+    org = build_org(rng, people, cal, kind, profile.fast_track)
     universe = case_universe(rng, org, cal)
-    vetoes = _veto_plan(rng, people, months)
-    vetoed = np.zeros(0, np.int64)  # in the current half year: never nominated
+    vetoes = _veto_plan(rng, people, months, profile)
+    vetoed = np.zeros(0, np.int64)  # in the current pacesetter period: not nominated
+    # a scheme's sample vetoes a person once in the run, and only one who stays all run (a
+    # vetoed person can then always be nominated at the period's end, to be refused)
+    barred = np.flatnonzero(~org.stable) if profile.exercise else np.zeros(0, np.int64)
+    refuse = profile.exercise  # a scheme's sample nominates one vetoed person, to be refused
+    refused = np.zeros(0, np.int64)
     counts: dict[str, dict[str, int]] = {}
     for m, month in enumerate(cal):
         folder = Path(inbox) / month.label
-        n = counts[month.label] = _write_month(folder, rng, org, m, month, universe)
-        adj = adjustments(rng, org, m, month, int(vetoes[m]))
-        _write_adjustments(folder / "adjustments.xlsx", org, adj)
-        n["adjustments"] = len(adj)
-        vetoed = np.r_[vetoed, adj.loc[adj["rule"] == VETO_RULE[0], "person"]]
-        if month.month in (6, 12):
-            nom = nominations(rng, org, m, month, vetoed)
+        n = counts[month.label] = _write_month(folder, rng, org, m, month, universe, profile)
+        adj = adjustments(rng, org, m, month, profile, vetoes[m], barred)
+        if len(adj):
+            _write_adjustments(folder / "adjustments.xlsx", org, adj)
+            n["adjustments"] = len(adj)
+        new = adj.loc[adj["rule"].isin(profile.vetoes), "person"].to_numpy(np.int64)
+        vetoed = np.r_[vetoed, new]
+        barred = np.r_[barred, new] if profile.exercise else barred
+        if profile.pacesetters and _ends(month, profile.pacesetters):
+            if refuse:
+                refused = vetoed[np.isin(vetoed, org.present(m))][:1]
+                refuse = len(refused) == 0
+            nom = nominations(rng, org, m, month, vetoed, profile, refused)
+            refused = refused[:0]
             rows = nom.to_numpy().tolist()
             write_xlsx(folder / "nominations.xlsx", list(nom.columns), rows)
             n["nominations"] = len(nom)
@@ -1154,9 +1284,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--start", default="2026-01", help="first month, YYYY-MM")
     parser.add_argument("--months", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--kind", choices=ORG_KINDS, default="mixed", help="which units to make")
+    parser.add_argument(
+        "--kind",
+        choices=ORG_KINDS,
+        help="which units to make (default: mixed, or what the scheme measures)",
+    )
+    parser.add_argument("--scheme", help="fit the data to this scheme (id or path)")
     args = parser.parse_args(argv)
-    counts = generate(args.inbox, args.people, args.start, args.months, args.seed, args.kind)
+    scheme = None
+    if args.scheme:
+        from scoring.scheme import load_scheme
+
+        scheme = load_scheme(args.scheme)
+    counts = generate(
+        args.inbox, args.people, args.start, args.months, args.seed, args.kind, scheme
+    )
     print(json.dumps(counts, ensure_ascii=False))
 
 

@@ -41,6 +41,7 @@ from scoring.measures import (
     attendance_counts,
     attendance_measures_from_counts,
     case_measures,
+    department_measures,
 )
 from scoring.monthly import month_scores
 from scoring.periods import close_period
@@ -80,7 +81,7 @@ ACTIVE = ["month", "person_id", "active_from", "active_to"]
 DAYS = ["month", "person_id", "date", "status", "duty_filed", "duty_reviewed"]
 COUNTS = ["month", "person_id", *ATTENDANCE_COUNTS]
 HISTORY = ["person_id", *LOOK_BACK_COUNTS]
-CASES = ["month", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
+CASES = ["month", "dept_id", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
 RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
 READERS = 2  # parallel reads: on a 2-core machine the database or the driver fills the other core
@@ -209,8 +210,10 @@ def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.Dat
     # person order is the marts' key order, which makes their indexes cheap to fill
     people = presence(people).sort_values(["month", "person_id"], ignore_index=True)
     keys = people[["month", "person_id"]]
-    cases = case_measures(
-        got.pop("cases"), year, scheme.long_pending_days, got["history"], months=months
+    snapshots = got.pop("cases")
+    cases = case_measures(snapshots, year, scheme.long_pending_days, got["history"], months=months)
+    cases = cases.merge(
+        department_measures(snapshots, people), on=["month", "person_id"], how="left"
     )
     measures = attendance_measures_from_counts(got["attendance"], keys).merge(
         cases, on=["month", "person_id"], how="left"
@@ -261,11 +264,13 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
     return summary
 
 
-def _period_inputs(read: Reader, sid: str, period: str) -> dict[str, pd.DataFrame]:
+def _period_inputs(read: Reader, scheme: Scheme, period: str) -> dict[str, pd.DataFrame]:
     """What closing `period` reads: its months' scores, the survey rounds inside it, its
-    nominations and the roster of its last month."""
-    months = months_of(period)
+    nominations, the roster of its last month and who a register row bars from honours."""
+    sid, months = scheme.id, months_of(period)
     m, c, v, n, r = mart_monthly_score, mart_component_score, survey_response, nomination, roster
+    a = mart_adjustment
+    bars = [x.rule for x in scheme.adjustments if x.no_honours]
     jobs: dict[str, Callable[[], pd.DataFrame]] = {
         "monthly": lambda: read.frame(m, m.c.scheme_id == sid, m.c.month.in_(months)),
         "components": lambda: read.frame(c, c.c.scheme_id == sid, c.c.month.in_(months)),
@@ -275,6 +280,13 @@ def _period_inputs(read: Reader, sid: str, period: str) -> dict[str, pd.DataFram
         "nominations": lambda: read.frame(n, n.c.scheme_id == sid, n.c.period == period),
         "last": lambda: read.frame(r, r.c.scheme_id == sid, r.c.month == months[-1]),
         "published": lambda: published(read, sid, [period]),
+        "barred": lambda: read.frame(
+            a,
+            a.c.scheme_id == sid,
+            a.c.month.in_(months),
+            a.c.rule.in_(bars),
+            columns=["person_id"],
+        ),
     }
     return read.all(jobs, READERS)
 
@@ -283,14 +295,21 @@ def close_period_in_warehouse(engine: Engine, scheme: Scheme, period: str) -> di
     """Period scores, grades, pacesetters and bonus of one period, replaced in one transaction."""
     kind, months = parse_period(period)
     with reading(engine) as read:
-        data = _period_inputs(read, scheme.id, period)
+        data = _period_inputs(read, scheme, period)
     monthly = data["monthly"]
     if monthly.empty:
         raise ValueError(f"{period}: no month of it has been scored")
     missing = sorted(set(months) - set(monthly["month"]))
     rated, _ = survey_scores(data["responses"], scheme)
     result = close_period(
-        period, monthly, data["components"], rated, data["nominations"], data["last"], scheme
+        period,
+        monthly,
+        data["components"],
+        rated,
+        data["nominations"],
+        data["last"],
+        scheme,
+        barred=set(data["barred"]["person_id"].astype(str)),
     )
     key = {"scheme_id": scheme.id, "period": period}
     if kind == "month":  # a month closed for monthly pacesetters is published as that month

@@ -137,13 +137,15 @@ def add_flags(
 
 
 def _points_fit(t: pd.DataFrame, scheme: Scheme) -> pd.Series:
-    """A range rule needs points inside it; a fixed rule takes none or its own; a veto rule none."""
+    """A range rule needs points inside it; a fixed rule takes none or its own; a rule without
+    points (a veto, or one that only bars from honours) none."""
     rules = scheme.rules()
     rule = t["rule"].astype(object)  # a Categorical would map to a Categorical
     lo = rule.map({k: r.range[0] for k, r in rules.items() if r.range})
     hi = rule.map({k: r.range[1] for k, r in rules.items() if r.range})
     fixed = rule.map({k: r.points for k, r in rules.items() if not r.range and not r.veto})
-    veto = rule.map({k: r.veto for k, r in rules.items()}).fillna(False).astype(bool)
+    pointless = {k: r.points is None for k, r in rules.items()}
+    veto = rule.map(pointless).fillna(False).astype(bool)
     p = t["points"]
     is_range = lo.notna()
     ok_range = p.notna() & (p.round(6) >= lo.round(6)) & (p.round(6) <= hi.round(6))

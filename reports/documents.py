@@ -26,7 +26,18 @@ from scoring.timeline import parse_period
 
 RELATIONS = {"superior": "上级", "peer": "同级", "subordinate": "下级", "self": "自评"}
 RELATIONS["public"] = "服务对象"
-ROUTES = {"rank": "排名产生", "nomination": "单位推荐"}
+ROUTES = {"rank": "排名产生", "streak": "连续进入第一方阵", "nomination": "单位推荐"}
+# scoring.pacesetters' reasons, as the unit that nominated someone reads them
+REFUSALS = {
+    "unknown person": "不在本期花名册",
+    "not graded": "考核月数不足，未定等次",
+    "vetoed": "本期被一票否决",
+    "barred from honours": "本期被取消评先评优资格",
+    "already a pacesetter by rank": "已按排名当选",
+    "already a pacesetter by first-tier streak": "已因连续进入第一方阵当选",
+    "duplicate": "重复推荐",
+    "over the unit's cap": "超出本单位推荐名额",
+}
 FIELDS = {
     "present": "参评",
     "unit_id": "单位",
@@ -373,7 +384,10 @@ def bulletin_contexts(
             "trend": _unit_trend(marts.monthly, unit_id),
             "scores": [float(s) for s in rows["score"].dropna()],
             "quality": quality,
-            "refused": _records(refused[refused["unit_id"] == unit_id]),
+            "refused": [
+                {**n, "reason_name": REFUSALS.get(n["reason_refused"], n["reason_refused"])}
+                for n in _records(refused[refused["unit_id"] == unit_id])
+            ],
             "bonus": (links or {}).get(unit_id) if unit_id in bonus_units else None,
             "changes": change_rows(
                 by_person_changes[by_person_changes["unit_id"] == unit_id], names

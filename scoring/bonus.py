@@ -113,12 +113,14 @@ def _weights(people: pd.DataFrame, bonus: Bonus) -> tuple[list[Fraction], np.nda
 def allocate(people: pd.DataFrame, bonus: Bonus) -> tuple[pd.DataFrame, list[str]]:
     """One row per graded person with weight and amount_cents; plus what the run must report.
 
-    A unit without a pool or with every weight 0 gets no money (rows with 0), and says so.
+    A unit without a pool or with every weight 0 gets no money (rows with 0), and says so. With
+    `pool.total` the whole scheme shares one fund: everyone graded is split together, and a
+    unit's table is its people's part of it.
     """
     g = people[flags(people["graded"])].reset_index(drop=True)
     pool = bonus.pool
-    if (pool.per_capita is None) == (pool.per_unit is None):
-        raise ValueError("bonus.pool needs exactly one of per_capita and per_unit")
+    if len(pool.given()) != 1:
+        raise ValueError("bonus.pool needs exactly one of per_capita, per_unit and total")
     per = 100 if bonus.rounding == "yuan" else 1
     messages: list[str] = []
     table, group = _weights(g, bonus) if len(g) else ([], np.zeros(0, dtype=np.int64))
@@ -132,8 +134,13 @@ def allocate(people: pd.DataFrame, bonus: Bonus) -> tuple[pd.DataFrame, list[str
     keys = g["person_id"].astype(str).to_numpy(dtype=str)
     amounts = np.zeros(len(g), dtype=np.int64)
     unit_col = g["unit_id"].astype(object)
-    for unit, rows in g.groupby(unit_col, sort=True, dropna=False).indices.items():
-        if pool.per_unit is not None:
+    groups = g.groupby(unit_col, sort=True, dropna=False).indices
+    if pool.total is not None:
+        groups = {"(all units)": np.arange(len(g))} if len(g) else {}
+    for unit, rows in groups.items():
+        if pool.total is not None:
+            yuan = exact(pool.total)
+        elif pool.per_unit is not None:
             if unit not in pool.per_unit:
                 messages.append(f"unit {unit}: no pool in bonus.pool.per_unit, nothing allocated")
                 continue

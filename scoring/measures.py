@@ -44,7 +44,9 @@ CASE_MEASURES = _named(
     "panel_fault_count",
     "closure_balance",
 )
-MEASURES: frozenset[str] = frozenset(ATTENDANCE_MEASURES + CASE_MEASURES)
+# the department's own result, shared by everyone in it (捆绑考核: bundled assessment)
+DEPARTMENT_MEASURES = _named("cases", "dept_clearance_rate")
+MEASURES: frozenset[str] = frozenset(ATTENDANCE_MEASURES + CASE_MEASURES + DEPARTMENT_MEASURES)
 
 STATUSES = ("present", "late", "early_leave", "absent", "leave", "business_trip", "holiday")
 # an unknown or missing status counts as a non-holiday, non-attended day
@@ -320,6 +322,32 @@ def case_measures(
     for name, values in measures.items():
         result[f"cases.{name}"] = np.asarray(values, dtype=float)
     return result
+
+
+def department_measures(snapshots: pd.DataFrame, people: pd.DataFrame) -> pd.DataFrame:
+    """Per (month, person_id) of `people`: the measures of the department (roster `dept_id`) the
+    person is in that month, over the cases that department handles (the case's `dept_id`).
+
+    `dept_clearance_rate` = the department's cases closed in the month / filed in the month, the
+    same for every member, assistants included: the team is assessed as one (捆绑考核).
+    """
+    s = snapshots[snapshots["dept_id"].notna() & snapshots["month"].notna()]
+    sm = _month_numbers(s["month"])
+    _, filed_month = _dates(s["filed_on"])
+    _, closed_month = _dates(s["closed_on"])
+    group, months, depts = _group(sm, s["dept_id"])
+    closed = np.bincount(group, weights=closed_month == sm, minlength=len(months))
+    filed = np.bincount(group, weights=filed_month == sm, minlength=len(months))
+    rate = pd.Series(
+        _ratio(closed, filed), index=pd.MultiIndex.from_arrays([months, depts.to_numpy()])
+    )
+    out = _frame(people)
+    key = pd.MultiIndex.from_arrays(
+        [_month_numbers(out["month"]), _text(people["dept_id"]).to_numpy()]
+    )
+    rate = rate[~rate.index.duplicated()]
+    out["cases.dept_clearance_rate"] = rate.reindex(key).to_numpy(dtype=float)
+    return out
 
 
 LOOK_BACK_COUNTS: tuple[str, ...] = ("closed", "reversed", "remanded")

@@ -14,13 +14,16 @@ import pandas as pd
 
 from scoring.grading import flags, floats, rank_order, ranked, scope_codes
 from scoring.numbers import quota
-from scoring.scheme import Grading, Pacesetters
+from scoring.scheme import Grading, Pacesetters, Streak
+from scoring.timeline import months_of, scope_key
 
 REPORT_COLUMNS = ["person_id", "unit_id", "month", "source_file", "source_line", "reason_refused"]
 UNKNOWN = "unknown person"
 NOT_GRADED = "not graded"
 VETOED = "vetoed"
+BARRED = "barred from honours"
 ALREADY = "already a pacesetter by rank"
+ALREADY_STREAK = "already a pacesetter by first-tier streak"
 DUPLICATE = "duplicate"
 OVER_CAP = "over the unit's cap"
 
@@ -43,6 +46,42 @@ def _rank_count(n: int, cfg: Pacesetters) -> int:
     return min(k, n)
 
 
+def first_tier(monthly: pd.DataFrame, scope: str, cfg: Pacesetters) -> pd.Series:
+    """Per monthly row: in the month's first tier (第一方阵) of its grading scope, i.e. ranked
+    within the top max(1, N × streak.share) of the N people ranked there that month (rounded as
+    `cfg.rounding`); people tied at the boundary are all in."""
+    streak = cfg.streak
+    if streak is None or monthly.empty:
+        return pd.Series(False, index=monthly.index)
+    rank = pd.to_numeric(monthly["rank_in_scope"], errors="coerce")
+    key = monthly["month"].astype(str) + "|" + scope_key(monthly, scope)
+    n = key.map(key[rank.notna()].value_counts()).fillna(0).astype(int)
+    sizes = {
+        int(x): _rank_count(int(x), cfg.model_copy(update={"share": streak.share}))
+        for x in n.unique()
+    }
+    k = n.map(sizes).clip(lower=1)
+    return (rank <= k).fillna(False).astype(bool)
+
+
+def streaks(monthly: pd.DataFrame, period: str, scope: str, cfg: Pacesetters) -> pd.Series:
+    """person_id -> True for people in the first tier in `streak.months` consecutive months of
+    the period (连续N个月进入第一方阵)."""
+    streak: Streak | None = cfg.streak
+    if streak is None:
+        return pd.Series(dtype=bool)
+    months = months_of(period)
+    rows = monthly[monthly["month"].isin(months)]
+    top = rows[first_tier(rows, scope, cfg).to_numpy()]
+    m = top["month"].map({x: i for i, x in enumerate(months)}).astype(int)
+    frame = pd.DataFrame({"p": top["person_id"].astype(str).to_numpy(), "m": m.to_numpy()})
+    frame = frame.drop_duplicates().sort_values(["p", "m"])
+    # a run of consecutive months: month index minus position in the person's list is constant
+    frame["run"] = frame["m"] - frame.groupby("p").cumcount()
+    longest = frame.groupby(["p", "run"]).size().groupby(level=0).max()
+    return longest >= streak.months
+
+
 def pick_pacesetters(
     people: pd.DataFrame,
     nominations: pd.DataFrame,
@@ -50,17 +89,24 @@ def pick_pacesetters(
     cfg: Pacesetters,
     grading: Grading,
     tiebreak: list[str],
+    streak: pd.Series | None = None,
+    barred: set[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add `pacesetter` and `pacesetter_route`; return the nominations not taken with the reason.
 
     A person flagged graded but without a score is treated as not graded (as in grading).
+    streak: person_id -> in the first tier for the scheme's consecutive months (route `streak`,
+    after the rank route and before nominations, uncapped).
+    barred: people a register row bars from honours (取消评先评优): like the vetoed, they are not
+    counted in N and take no route; their grade is not touched.
     """
     out = people.copy()
     score = floats(people["score"])
     graded = flags(people["graded"]) & ~np.isnan(score)
     veto = flags(people["veto"])
+    bar = people["person_id"].astype(str).isin(barred or set()).to_numpy()
     codes = scope_codes(people)
-    view = ranked(people, rank_order(people, tiebreak), graded & ~veto, codes)
+    view = ranked(people, rank_order(people, tiebreak), graded & ~veto & ~bar, codes)
     uniq, inv = np.unique(view.count, return_inverse=True)
     k = np.array([_rank_count(int(u), cfg) for u in uniq], dtype=np.int64)[inv]
     end = view.start + k
@@ -70,11 +116,19 @@ def pick_pacesetters(
     by_rank = np.zeros(len(people), dtype=bool)
     by_rank[view.rows] = pos < end[view.scope]
 
-    taken, report = _nominations(people, nominations, headcount, cfg, graded, veto, by_rank)
+    on_streak = np.zeros(len(people), dtype=bool)
+    if streak is not None and len(streak):
+        hit = people["person_id"].astype(str).map(streak).fillna(False).to_numpy(dtype=bool)
+        on_streak = hit & graded & ~veto & ~bar & ~by_rank
+    before = by_rank | on_streak
+    taken, report = _nominations(
+        people, nominations, headcount, cfg, graded, veto, bar, by_rank, on_streak
+    )
     route = np.full(len(people), None, dtype=object)
     route[by_rank] = "rank"
+    route[on_streak] = "streak"
     route[taken] = "nomination"
-    out["pacesetter"] = by_rank | taken
+    out["pacesetter"] = before | taken
     out["pacesetter_route"] = pd.Series(route, index=out.index, dtype=object)
     return out, report
 
@@ -86,7 +140,9 @@ def _nominations(
     cfg: Pacesetters,
     graded: np.ndarray,
     veto: np.ndarray,
+    bar: np.ndarray,
     by_rank: np.ndarray,
+    on_streak: np.ndarray,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Rows of `people` taken by nomination, and the refused nominations in nomination order."""
     taken = np.zeros(len(people), dtype=bool)
@@ -102,8 +158,10 @@ def _nominations(
     r = row.fillna(0).astype(np.int64).to_numpy()
     unit = pd.Series(np.where(known, people["unit_id"].to_numpy(dtype=object)[r], None))
     reason = np.full(len(nom), None, dtype=object)
+    reason[known & bar[r]] = BARRED
     reason[known & veto[r]] = VETOED
     reason[known & ~graded[r]] = NOT_GRADED
+    reason[known & on_streak[r]] = ALREADY_STREAK
     reason[known & by_rank[r]] = ALREADY
     reason[~known] = UNKNOWN
     open_ = pd.Series(reason).isna().to_numpy()

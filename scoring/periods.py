@@ -14,7 +14,7 @@ import pandas as pd
 
 from scoring.bonus import allocate
 from scoring.grading import grade
-from scoring.pacesetters import pick_pacesetters
+from scoring.pacesetters import pick_pacesetters, streaks
 from scoring.scheme import Scheme
 from scoring.timeline import months_of, parse_period, periods_inside, scope_key
 
@@ -64,18 +64,27 @@ def period_scores(
     out["mean_monthly"] = by["total_score"].mean()
     out["veto"] = by["veto"].any()
     out["graded"] = out["months"] >= rules.min_months
+    base = out["mean_monthly"]
+    if rules.adjustments == "sum":  # 积分制: the period's points add up; the rest is averaged
+        points = by["adjustment_total"].sum()
+        base = base - by["adjustment_total"].mean()
     blend = pd.Series(0.0, index=out.index)
     given = pd.Series(0.0, index=out.index)  # weight of the period components with a basis
     if rules.components and len(surveys):
         rated = surveys[~surveys["no_basis"].astype(bool)]
         rated = rated[rated["period"].isin(periods_inside(period))]
-        for cid, w in rules.components.items():
+        category = out["category"].astype(str)
+        for cid in rules.components:
+            weights = {k: rules.weight_for(cid, k) for k in category.unique()}
+            w = category.map(weights).astype(float)
             mean = rated[rated["component_id"] == cid].groupby("person_id")["score"].mean()
-            score = out.index.to_series().map(mean)
+            score = out.index.to_series().map(mean).where(w > 0)
             blend += (w * score).fillna(0.0)
             given += np.where(score.notna(), w, 0.0)
     # a component without a basis gives its weight back to the mean monthly score
-    out["period_score"] = (1.0 - given) * out["mean_monthly"] + blend
+    out["period_score"] = (1.0 - given) * base + blend
+    if rules.adjustments == "sum":
+        out["period_score"] += points
     return out.reset_index()
 
 
@@ -97,9 +106,12 @@ def close_period(
     nominations: pd.DataFrame,
     roster_last: pd.DataFrame,
     scheme: Scheme,
+    barred: set[str] | None = None,
 ) -> PeriodResult:
     """Scores, grades, and, when the scheme decides them on this kind of period, pacesetters and
     the bonus allocation.
+
+    barred: people a register row of the period bars from honours (取消评先评优): no pacesetter.
 
     roster_last: the roster of the period's last month (the unit headcount for nomination caps).
     """
@@ -136,6 +148,8 @@ def close_period(
             pace,
             grading,
             tiebreak,
+            streaks(monthly, period, grading.scope, pace) if pace.streak else None,
+            barred,
         )
         scores["pacesetter"] = picked["pacesetter"].to_numpy()
         scores["pacesetter_route"] = picked["pacesetter_route"].to_numpy()

@@ -138,13 +138,17 @@ class AdjustmentRule(_Strict):
     name: str = ""
     points: Number | tuple[Number, Number] | None = None
     veto: bool = False
+    no_honours: bool = False  # 取消评先评优: never a pacesetter in a period with such a row
 
     @model_validator(mode="after")
     def _points_or_veto(self) -> AdjustmentRule:
         if self.veto and self.points is not None:
             raise ValueError("a veto rule carries no points")
-        if not self.veto and self.points is None:
-            raise ValueError("a rule needs points (a number or a range [low, high]) or veto: true")
+        if not self.veto and not self.no_honours and self.points is None:
+            raise ValueError(
+                "a rule needs points (a number or a range [low, high]), veto: true or "
+                "no_honours: true"
+            )
         if isinstance(self.points, tuple) and self.points[0] > self.points[1]:
             raise ValueError("a points range is written [low, high]")
         return self
@@ -161,16 +165,27 @@ class AdjustmentCaps(_Strict):
 
 class Period(_Strict):
     min_months: int = Field(default=1, ge=1)
-    components: dict[str, Number] = Field(default_factory=dict)
+    components: dict[str, PerCategory] = Field(default_factory=dict)
+    adjustments: Literal["mean", "sum"] = "mean"
 
     @field_validator("components")
     @classmethod
-    def _shares(cls, v: dict[str, Number]) -> dict[str, Number]:
-        if any(w < 0 for w in v.values()):
+    def _shares(cls, v: dict[str, PerCategory]) -> dict[str, PerCategory]:
+        flat = [w for x in v.values() for w in (x.values() if isinstance(x, dict) else [x])]
+        if any(w < 0 for w in flat):
             raise ValueError("negative weight")
-        if sum(v.values()) > 1 + 1e-9:
-            raise ValueError("period component weights add up to more than 1")
+        cats = {k for x in v.values() if isinstance(x, dict) for k in x} or {""}
+        for k in cats:
+            total = sum(x.get(k, 0.0) if isinstance(x, dict) else x for x in v.values())
+            if total > 1 + 1e-9:
+                who = f" for category {k}" if k else ""
+                raise ValueError(f"period component weights add up to more than 1{who}")
         return v
+
+    def weight_for(self, cid: str, category: str) -> float:
+        """A period component's weight for a category: a number, or a number per category."""
+        w = self.components.get(cid, 0.0)
+        return float(w.get(category, 0.0) if isinstance(w, dict) else w)
 
 
 class Grade(_Strict):
@@ -212,17 +227,35 @@ class Grading(_Strict):
         return self
 
 
+class Streak(_Strict):
+    """第一方阵: the top `share` of a monthly ranking; `months` consecutive months in it."""
+
+    share: Number = Field(gt=0, le=1)
+    months: int = Field(default=2, ge=1)
+
+
 class Pacesetters(_Strict):
     period: Literal["month", "quarter", "half", "year"] = "half"
     share: Number = Field(default=0.10, ge=0, le=1)
     rounding: Literal["floor", "half_up"] = "floor"
     at_least_one: bool = False
     nomination_cap: Number = Field(default=0.0, ge=0, le=1)
+    streak: Streak | None = None
 
 
 class Pool(_Strict):
     per_capita: Number | None = None
     per_unit: dict[str, Number] | None = None
+    total: Number | None = None  # one fund for the whole scheme (a county's 激励资金总额)
+
+    def given(self) -> list[str]:
+        return [k for k in ("per_capita", "per_unit", "total") if getattr(self, k) is not None]
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Pool:
+        if len(self.given()) != 1:
+            raise ValueError("give one of per_capita, per_unit and total")
+        return self
 
 
 class Bonus(_Strict):
@@ -236,9 +269,7 @@ class Bonus(_Strict):
 
     @model_validator(mode="after")
     def _pool(self) -> Bonus:
-        if (self.pool.per_capita is None) == (self.pool.per_unit is None):
-            raise ValueError("pool: give per_capita or per_unit, not both")
-        amounts = [self.pool.per_capita] if self.pool.per_capita is not None else []
+        amounts = [a for a in (self.pool.per_capita, self.pool.total) if a is not None]
         amounts += list((self.pool.per_unit or {}).values())
         places = 0 if self.rounding == "yuan" else 2
         for a in amounts:
@@ -357,11 +388,14 @@ class Scheme(_Strict):
     def _check_references(self) -> None:
         ids = {c.id: c for c in self.components}
         for kind, p in self.periods.items():
-            for cid in p.components:
+            for cid, w in p.components.items():
                 if cid not in ids or ids[cid].survey is None:
                     raise ValueError(
                         f"periods.{kind}.components: {cid!r} is not a survey component"
                     )
+                unknown = sorted(set(w) - set(self.categories)) if isinstance(w, dict) else []
+                if unknown:
+                    raise ValueError(f"periods.{kind}.components.{cid}: unknown category {unknown}")
         if self.score_range and self.score_range[0] > self.score_range[1]:
             raise ValueError("score_range is written [low, high]")
         if (self.pacesetters or self.bonus) and not self.grading:
@@ -383,6 +417,15 @@ class Scheme(_Strict):
     # --- what scoring needs ------------------------------------------------------------------
     def component(self, cid: str) -> Component:
         return next(c for c in self.components if c.id == cid)
+
+    def survey_categories(self, cid: str) -> set[str]:
+        """The categories a survey component rates: a monthly weight or a period weight above 0."""
+        c = self.component(cid)
+        return {
+            k
+            for k in self.categories
+            if c.weight_for(k) > 0 or any(p.weight_for(cid, k) > 0 for p in self.periods.values())
+        }
 
     def period_rules(self, kind: str) -> Period:
         """A period's rules; a kind the scheme leaves out is a plain mean of the months."""

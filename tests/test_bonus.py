@@ -243,3 +243,14 @@ def test_every_unit_gets_exactly_its_pool(rows, method, rounding, per_capita):
             assert (part["amount_cents"] % 100 == 0).all()
         ordered = part.sort_values(["weight", "amount_cents"])
         assert ordered["amount_cents"].is_monotonic_increasing
+
+
+def test_a_scheme_wide_fund_is_split_across_units_together():
+    # county fund ¥1,000.00 over three people in two units, weights 1.5 : 1 : 1: exact cents
+    # 42857.14…, 28571.43…, 28571.43… → floors sum to 99999, the missing cent to the largest
+    # remainder, b and c tie at .43 → b by person_id. The units' parts are what their tables show.
+    frame = staff([("a", "u1", "excellent", 90), ("b", "u2", "good", 80), ("c", "u2", "good", 70)])
+    bonus = Bonus(pool=Pool(total=1000), coefficients=COEF)
+    out, messages = allocate(frame, bonus)
+    assert cents(out) == {"a": 42857, "b": 28572, "c": 28571} and messages == []
+    assert out.groupby("unit_id")["amount_cents"].sum().to_dict() == {"u1": 42857, "u2": 57143}

@@ -236,3 +236,44 @@ def test_who_is_told_is_decided_by_what_reached_them():
     ]
     everyone, none = _people_to_tell(results([90.0, 85.0, 70.0]), None)
     assert everyone == {"P1", "P2", "P3"} and none.empty
+
+
+def test_refused_nominations_and_streak_pacesetters_read_in_chinese():
+    marts = _marts()
+    marts.what = "2026-Q1"
+    marts.period = pd.DataFrame(
+        {
+            "person_id": ["A", "B", "C"],
+            "name": ["甲一", "乙二", "丙三"],
+            "unit_id": ["U1", "U1", "U2"],
+            "dept_id": ["D1", "D1", "D2"],
+            "category": ["judge"] * 3,
+            "months": [3, 3, 3],
+            "mean_monthly": [91.0, 80.5, 85.25],
+            "period_score": [91.0, 80.5, 85.25],
+            "rank_in_scope": [1, 3, 2],
+            "grade": ["excellent", "good", "good"],
+            "graded": [True, True, True],
+            "veto": [False, False, False],
+            "pacesetter": [True, True, False],
+            "pacesetter_route": ["rank", "streak", None],
+            "placed_by_tiebreak": [False, False, False],
+        }
+    )
+    marts.refused = pd.DataFrame(
+        {
+            "person_id": ["B", "X"],
+            "unit_id": ["U1", "U1"],
+            "month": ["2026-03", "2026-03"],
+            "reason_refused": ["already a pacesetter by first-tier streak", "over the unit's cap"],
+        }
+    )
+    u1 = dict(bulletin_contexts(SCHEME, marts, STAGE, NONE))["U1"]
+    assert [(p["name"], p["route_name"]) for p in u1["pacesetters"]] == [
+        ("甲一", "排名产生"),
+        ("乙二", "连续进入第一方阵"),
+    ]
+    assert [n["reason_name"] for n in u1["refused"]] == [
+        "已因连续进入第一方阵当选",
+        "超出本单位推荐名额",
+    ]

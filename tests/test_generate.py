@@ -16,6 +16,9 @@ import pytest
 import yaml
 
 from etl.generate import generate
+from etl.sources import source_of
+from etl.validate import validate_month
+from scoring.scheme import SCHEME_DIR, Scheme, SchemeError, load_scheme, parse_scheme
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEME = yaml.safe_load((ROOT / "scoring" / "schemes" / "demo.yaml").read_text("utf-8"))
@@ -294,4 +297,267 @@ def test_command_line_prints_the_counts(tmp_path: Path) -> None:
     )  # fmt: skip
     printed = json.loads(out.stdout)
     assert printed == generate(tmp_path / "api", 30, start="2026-03", months=1, seed=5)
+    assert _hashes(tmp_path / "cli") == _hashes(tmp_path / "api")
+
+
+# --- a scheme's own organisation ------------------------------------------------------------------
+# Two schemes written here, each knob the generator reads at an unusual value: a fast-track
+# category, a monthly, a quarterly and a year-end survey (with and without self ratings and
+# levels, min_raters above 3), a 0.1-grid range, three veto rules, quarterly pacesetters; and an
+# office with category names of its own, no veto rule and no nominations.
+INLINE = {
+    "inline-court": """
+id: t-court
+name: 测试法院
+year: 2026
+categories: {judge: 员额法官, fast_track: 速裁法官, assistant: 审判辅助人员, leader: 院领导}
+components:
+  - id: casework
+    weight: {judge: 0.7, fast_track: 0.7, assistant: 0.4, leader: 0.3}
+    indicators:
+      - {id: closed, measure: cases.closed_count, target: 15, points: 30, coefficient: 1}
+  - id: monthly_eval
+    weight: {judge: 0.3, fast_track: 0.3, assistant: 0.6}
+    survey:
+      items: {work: 0.6, style: 0.4}
+      relations: {superior: 0.6, peer: 0.4}
+      min_raters: 4
+  - id: quarter_eval
+    survey:
+      items: {de: 0.2, neng: 0.3, qin: 0.2, ji: 0.2, lian: 0.1}
+      relations: {self: 0.1, superior: 0.4, peer: 0.3, subordinate: 0.2}
+      levels: {好: 90, 较好: 75, 一般: 60, 差: 30}
+      min_raters: 3
+  - id: year_eval
+    survey:
+      items: {overall: 1}
+      relations: {public: 0.5, superior: 0.5}
+      levels: {满意: 90, 基本满意: 70, 不满意: 40}
+      min_raters: 5
+adjustments:
+  - {rule: praise, name: 院领导表扬, points: 0.5}
+  - {rule: city, name: 市级表扬, points: 1}
+  - {rule: info, name: 信息采用, points: [0.1, 0.3]}
+  - {rule: loss, name: 考核失分, points: [-2, -0.5]}
+  - {rule: absent, name: 无故缺会, points: -0.5}
+  - {rule: media, name: 媒体曝光, points: -2}
+  - {rule: discipline, name: 违纪被查实, veto: true}
+  - {rule: crime, name: 违法犯罪, veto: true}
+  - {rule: petition, name: 引发群体性上访, veto: true}
+periods:
+  quarter: {components: {quarter_eval: 0.2}}
+  year: {components: {year_eval: {leader: 0.3, judge: 0.1}}}
+grading:
+  grades: [{grade: a, share: 0.2}, {grade: b}]
+pacesetters: {period: quarter, share: 0.1, nomination_cap: 0.02}
+""",
+    "inline-office": """
+id: t-office
+name: 测试机关
+year: 2026
+categories: {cadre: 干部, worker: 职工}
+components:
+  - id: duty
+    weight: 1
+    indicators:
+      - {id: att, measure: attendance.attendance_rate, target: 1, points: 60, coefficient: 100}
+  - id: eval
+    survey:
+      items: {de: 0.5, neng: 0.5}
+      relations: {superior: 0.5, peer: 0.5}
+adjustments:
+  - {rule: praise, name: 局领导表扬, points: 0.5}
+  - {rule: loss, name: 考核失分, points: [-1, -0.2]}
+periods:
+  year: {components: {eval: 0.3}}
+""",
+}
+SCHEME_FILES = sorted(p.stem for p in SCHEME_DIR.glob("*.yaml"))
+YEAR = [f"2026-{m:02d}" for m in range(1, 13)]
+PERIOD_MONTHS = {"month": 1, "quarter": 3, "half": 6, "year": 12}
+
+
+@pytest.fixture(scope="module", params=[*INLINE, *SCHEME_FILES])
+def scheme_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Scheme, Path, dict[str, dict[str, int]]]:
+    """A year of 150 people under each scheme: the inline ones and every file in scoring/schemes."""
+    ref = request.param
+    if ref in INLINE:
+        scheme = parse_scheme(INLINE[ref], ref)
+    else:
+        try:
+            scheme = load_scheme(ref)
+        except SchemeError as exc:  # a file another change is still writing
+            pytest.skip(f"scheme {ref} does not load: {exc}")
+    inbox = tmp_path_factory.mktemp(ref)
+    return scheme, inbox, generate(inbox, 150, "2026-01", 12, seed=7, scheme=scheme)
+
+
+def _year_of(inbox: Path, source: str) -> pd.DataFrame:
+    frames = [_source(inbox, m, source).assign(month=m) for m in YEAR]
+    return pd.concat([f for f in frames if len(f.columns) > 1], ignore_index=True)
+
+
+def _categories(scheme: Scheme, inbox: Path) -> pd.Series:
+    """(month, person_id) -> category id, from the rosters."""
+    roster = _year_of(inbox, "roster")
+    cat = roster["category"].map(scheme.category_id())
+    return pd.Series(cat.to_numpy(), index=pd.MultiIndex.from_frame(roster[["month", "person_id"]]))
+
+
+def _cadence(scheme: Scheme, cid: str) -> str:
+    c = scheme.component(cid)
+    if any(c.weight_for(k) > 0 for k in scheme.categories):
+        return "month"
+    named = [k for k, p in scheme.periods.items() if cid in p.components]
+    return "quarter" if {"quarter", "half"} & set(named) else "year"
+
+
+def test_scheme_roster_uses_the_scheme_categories(scheme_run) -> None:
+    scheme, inbox, _ = scheme_run
+    first = _source(inbox, "2026-01", "roster")
+    assert set(first["category"]) <= set(scheme.categories.values())
+    cats = _categories(scheme, inbox)
+    assert cats.notna().all() and set(cats) <= set(scheme.categories)
+    if "fast_track" in scheme.categories and "judge" in scheme.categories:
+        fast = first[first["category"] == scheme.categories["fast_track"]]
+        assert len(fast) and (fast["dept_name"] == "立案庭").all()
+    has_cases = any(i.measure.startswith("cases.") for c in scheme.components for i in c.indicators)
+    assert (inbox / "2026-01" / "cases.csv").exists() == has_cases
+
+
+def test_scheme_surveys_follow_components_and_cadence(scheme_run) -> None:
+    scheme, inbox, counts = scheme_run
+    components = [c for c in scheme.components if c.survey]
+    if not components:
+        assert not any("surveys" in n for n in counts.values())
+        return
+    rows = _year_of(inbox, "surveys")
+    assert not rows.duplicated(["survey_id", "rater_key", "ratee_id", "item"]).any()
+    of_item = scheme.survey_items()
+    assert rows["item"].isin(list(of_item)).all()
+    rows["component"] = rows["item"].map(of_item)
+    cats = _categories(scheme, inbox)
+    rows["category"] = cats.reindex(pd.MultiIndex.from_frame(rows[["month", "ratee_id"]])).values
+    roster = _year_of(inbox, "roster").set_index(["month", "person_id"])["unit_id"]
+    unit = roster.reindex(pd.MultiIndex.from_frame(rows[["month", "ratee_id"]])).to_numpy()
+    for c in components:
+        mine = rows[rows["component"] == c.id]
+        rated = scheme.survey_categories(c.id)
+        assert mine["category"].isin(list(rated)).all(), c.id
+        weighted = {r for r, w in c.survey.relations.items() if w > 0}
+        assert set(mine["relation"]) <= weighted, c.id
+        assert ("self" in set(mine["relation"])) == ("self" in weighted), c.id
+        step = PERIOD_MONTHS[_cadence(scheme, c.id)]
+        due = [m for m in YEAR if int(m[5:]) % step == 0]
+        rateable = [m for m in due if cats.loc[m].isin(list(rated)).any()]
+        assert sorted(set(mine["month"])) == rateable, c.id
+        label = {
+            1: mine["month"],
+            3: "2026-Q" + ((mine["month"].str[5:].astype(int) + 2) // 3).astype(str),
+            12: pd.Series("2026", index=mine.index),
+        }[step]
+        assert (mine["period"] == label).all(), c.id
+        prefix = label.str.replace("-Q", "Q") if step == 3 else label
+        assert (mine["survey_id"] == prefix + "-" + unit[mine.index]).all(), c.id
+        levels = mine["score"].isin(list(c.survey.levels))
+        assert levels.any() == bool(c.survey.levels), c.id
+        assert pd.to_numeric(mine.loc[~levels, "score"]).between(0, 100).all(), c.id
+        groups = mine[mine["relation"] != "self"].groupby(["survey_id", "ratee_id", "relation"])
+        raters = groups["rater_key"].nunique()
+        assert (raters >= c.survey.min_raters).mean() >= 0.8, c.id
+        if c.survey.min_raters > 1:  # a few groups below it: suppression is exercised
+            assert (raters < c.survey.min_raters).any(), c.id
+
+
+def test_scheme_adjustments_use_every_rule(scheme_run) -> None:
+    scheme, inbox, _ = scheme_run
+    rules = scheme.rules()
+    if not rules:
+        assert not list(inbox.rglob("adjustments*"))
+        return
+    rows = _year_of(inbox, "adjustments")
+    assert set(rows["rule"]) == set(rules)
+    assert (_dates(rows["date"]).dt.strftime("%Y-%m") == rows["month"]).all()
+    assert rows["evidence"].str.fullmatch(r".+〔2026〕\d+号").all()
+    assert set(rows["count"]) <= {"1", "2", "3"}
+    points = pd.to_numeric(rows["points"].replace("", None))
+    for name, rule in rules.items():
+        mine, notes = points[rows["rule"] == name], rows.loc[rows["rule"] == name, "note"]
+        assert notes.str.contains(rule.name or name, regex=False).all(), name
+        if rule.veto:
+            assert mine.isna().all()
+        elif rule.range:
+            lo, hi = rule.range
+            assert mine.notna().all() and mine.between(lo, hi).all(), name
+            assert ((mine * 10).round(6) % 1 == 0).all(), name  # a 0.5 or 0.1 grid
+        else:
+            assert mine.dropna().eq(rule.points).all(), name
+    vetoes = rows[rows["rule"].map(lambda r: rules[r].veto)]
+    assert vetoes["person_id"].is_unique
+    assert len(vetoes) <= max(sum(r.veto for r in rules.values()), 150 * 0.02)
+
+
+def test_scheme_nominations_are_over_a_cap_and_name_a_vetoed_person(scheme_run) -> None:
+    scheme, inbox, counts = scheme_run
+    ps = scheme.pacesetters
+    if ps is None or ps.nomination_cap == 0:
+        assert not any("nominations" in n for n in counts.values())
+        return
+    step = PERIOD_MONTHS[ps.period]
+    assert [m for m in YEAR if "nominations" in counts[m]] == YEAR[step - 1 :: step]
+    vetoed = set()
+    refused = 0
+    adjustments = _year_of(inbox, "adjustments")
+    veto_rows = adjustments[adjustments["rule"].map(lambda r: scheme.rules()[r].veto)]
+    for i, month in enumerate(YEAR[step - 1 :: step]):
+        rows = _source(inbox, month, "nominations")
+        label = {1: month, 3: f"2026-Q{i + 1}", 6: f"2026-H{i + 1}", 12: "2026"}[step]
+        assert (rows["period"] == label).all() and (rows["reason"] != "").all()
+        roster = _source(inbox, month, "roster").set_index("person_id")
+        per_unit = roster.loc[rows["person_id"], "unit_id"].value_counts()
+        heads = roster["unit_id"].value_counts()
+        cap = (heads * ps.nomination_cap + 1e-9).astype(int).reindex(per_unit.index)
+        assert (per_unit > cap).any(), month
+        in_period = veto_rows["month"].between(YEAR[i * step], month)
+        vetoed = set(veto_rows.loc[in_period, "person_id"])
+        refused += rows["person_id"].isin(vetoed).sum()
+    assert refused == (1 if len(veto_rows) else 0)
+
+
+def test_scheme_extracts_pass_validation(scheme_run) -> None:
+    scheme, inbox, _ = scheme_run
+    for month in ("2026-03", "2026-12"):  # every survey cadence and every pacesetter period
+        files = [
+            {"source": source_of(p.name), "name": p.name, "sha256": p.name, "path": str(p)}
+            for p in sorted((inbox / month).iterdir())
+        ]
+        v = validate_month(files, month, scheme, b"k")
+        assert not v.rejected, [r.problems for r in v.rejected]
+        assert v.quarantine.empty, v.quarantine.head().to_dict("records")
+
+
+def test_scheme_runs_repeat_and_the_kind_can_be_named(tmp_path: Path) -> None:
+    scheme = parse_scheme(INLINE["inline-court"])
+    generate(tmp_path / "a", 60, "2026-05", 3, seed=2, scheme=scheme)
+    generate(tmp_path / "b", 60, "2026-05", 3, seed=2, scheme=scheme)
+    assert _hashes(tmp_path / "a") == _hashes(tmp_path / "b")
+    counts = generate(tmp_path / "c", 60, "2026-05", 3, seed=2, kind="office", scheme=scheme)
+    assert not any("cases" in n for n in counts.values())
+    roster = _source(tmp_path / "c", "2026-06", "roster")
+    assert set(roster["category"]) <= set(scheme.categories)  # a court scheme's fallbacks
+
+
+def test_command_line_takes_a_scheme(tmp_path: Path) -> None:
+    path = tmp_path / "office.yaml"
+    path.write_text(INLINE["inline-office"], encoding="utf-8")
+    args = ["--inbox", str(tmp_path / "cli"), "--people", "30", "--scheme", str(path)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "etl.generate", *args, "--months", "1", "--seed", "5"],
+        capture_output=True, text=True, check=True, cwd=ROOT, env=env,
+    )  # fmt: skip
+    scheme = parse_scheme(INLINE["inline-office"])
+    assert json.loads(out.stdout) == generate(tmp_path / "api", 30, "2026-01", 1, 5, None, scheme)
     assert _hashes(tmp_path / "cli") == _hashes(tmp_path / "api")

@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from scoring.measures import (
     ATTENDANCE_MEASURES,
     CASE_MEASURES,
+    DEPARTMENT_MEASURES,
     MEASURES,
     attendance_measures,
     case_measures,
+    department_measures,
 )
 
 NAN = float("nan")
@@ -639,13 +641,14 @@ def test_case_ids_compare_as_text_whatever_the_dtype():
 
 
 def test_measures_names_every_output_column():
-    assert MEASURES == set(ATTENDANCE_MEASURES) | set(CASE_MEASURES)
-    assert len(MEASURES) == len(ATTENDANCE_MEASURES) + len(CASE_MEASURES) == 9 + 14
+    assert MEASURES == set(ATTENDANCE_MEASURES) | set(CASE_MEASURES) | set(DEPARTMENT_MEASURES)
+    assert len(MEASURES) == 9 + 14 + 1
     empty = _presence()
     att = attendance_measures(_attendance([("A", "2024-03-01", "present", 1, 1)]), empty)
     cases = case_measures(_snapshots([]), empty)
-    assert att.empty and cases.empty
-    assert set(att.columns[2:]) | set(cases.columns[2:]) == MEASURES
+    dept = department_measures(_snapshots([]), empty.assign(dept_id=[]))
+    assert att.empty and cases.empty and dept.empty
+    assert set(att.columns[2:]) | set(cases.columns[2:]) | set(dept.columns[2:]) == MEASURES
     assert all(np.issubdtype(t, np.floating) for t in cases.dtypes.iloc[2:])
 
 
@@ -691,3 +694,28 @@ def test_measures_of_chosen_months_equal_those_of_every_month():
     pd.testing.assert_frame_equal(june, want)
     # J: mean 5, 1 − 4/5; R: May 0 and June 1, mean 1/2, 1 − (1/2)/(1/2) = 0
     assert june["cases.closure_balance"].tolist() == pytest.approx([0.2, 0.0])
+
+
+def test_department_clearance_is_the_divisions_closed_over_filed_shared_by_every_member():
+    # division D1 in March: 3 filed (one by J, two by K), 2 closed (J's own and an old case of
+    # K's); division D2: 1 filed, nothing closed; D3 has no case at all
+    rows = [
+        _case("2024-03", "a", "J", filed_on="2024-03-02", closed_on="2024-03-20"),
+        _case("2024-03", "b", "K", filed_on="2024-03-05"),
+        _case("2024-03", "c", "K", filed_on="2024-03-09"),
+        _case("2024-03", "d", "K", filed_on="2023-11-09", closed_on="2024-03-03"),
+        _case("2024-03", "e", "K", dept_id="D2", filed_on="2024-03-09"),
+        _case("2024-02", "f", "J", filed_on="2024-02-09"),  # February's extract: not March's
+    ]
+    people = pd.DataFrame(
+        {
+            "month": ["2024-03"] * 5,
+            "person_id": ["J", "K", "A", "B", "C"],
+            "dept_id": ["D1", "D1", "D1", "D2", "D3"],  # A: an assistant of D1, no cases of her own
+        }
+    )
+    got = department_measures(_snapshots(rows), people)
+    rate = dict(zip(got["person_id"], got["cases.dept_clearance_rate"], strict=True))
+    assert rate["J"] == rate["K"] == rate["A"] == pytest.approx(2 / 3)
+    assert rate["B"] == 0.0
+    assert math.isnan(rate["C"])  # no case filed: no basis

@@ -199,3 +199,124 @@ def test_a_month_closes_like_a_period_for_monthly_pacesetters():
         "E": False,
     }
     assert res.bonus is None
+
+
+PER_CATEGORY = """
+id: t-2026
+name: 测试
+year: 2026
+categories: {leader: 班子成员, staff: 一般工作人员}
+components:
+  - id: work
+    weight: 1.0
+    indicators:
+      - {id: late, measure: attendance.late_count, per_unit: -1}
+  - id: eval_leader
+    survey: {items: {silu: 1}, relations: {peer: 1}}
+  - id: eval_staff
+    survey: {items: {jingye: 1}, relations: {peer: 1}}
+periods:
+  quarter:
+    components: {eval_leader: {leader: 0.4}, eval_staff: {staff: 0.2}}
+    adjustments: sum
+"""
+
+
+def test_period_components_weigh_per_category_and_points_add_up():
+    # town's identity line: a leader is blended with eval_leader at 0.4, staff with eval_staff
+    # at 0.2; a leader's stray eval_staff round counts for nothing. Points add up (积分):
+    # L months 80 (adj +2), 90 (adj 0), 70 (adj -1): base mean = (78 + 90 + 71) / 3 = 79.666…,
+    #   score = 0.6 × 79.666… + 0.4 × 95 + (2 + 0 - 1) = 47.8 + 38 + 1 = 86.8
+    # S months 60 (adj +3), 60 (adj +3): base 57, score = 0.8 × 57 + 0.2 × 50 + 6 = 61.6
+    rows = [("2026-01", "L", 80.0), ("2026-02", "L", 90.0), ("2026-03", "L", 70.0)]
+    rows += [("2026-01", "S", 60.0), ("2026-02", "S", 60.0)]
+    m = monthly(rows)
+    m["category"] = m["person_id"].map({"L": "leader", "S": "staff"})
+    m["adjustment_total"] = [2.0, 0.0, -1.0, 3.0, 3.0]
+    surveys = pd.DataFrame(
+        {
+            "survey_id": "q1",
+            "period": "2026-Q1",
+            "person_id": ["L", "L", "S"],
+            "component_id": ["eval_leader", "eval_staff", "eval_staff"],
+            "score": [95.0, 10.0, 50.0],
+            "no_basis": False,
+        }
+    )
+    s = parse_scheme(textwrap.dedent(PER_CATEGORY))
+    got = period_scores("2026-Q1", m, surveys, s).set_index("person_id")["period_score"]
+    assert got["L"] == pytest.approx(86.8)
+    assert got["S"] == pytest.approx(61.6)
+
+
+STREAK = SCHEME.replace(
+    "pacesetters: {period: quarter, share: 0.2, nomination_cap: 0.5}",
+    "pacesetters: {period: quarter, share: 0.2, streak: {share: 0.4, months: 2}}",
+)
+
+
+def test_first_tier_two_months_running_makes_a_streak_pacesetter():
+    # five staff; the first tier of a month is floor(5 × 0.4) = 2 places (ranks 1–2, ties in).
+    # January: A 95, B 90, C 80, D 70, E 60 → A, B
+    # February: C 96, B 90, A 85, D 70, E 60 → C, B
+    # March:   A 99, D 98, C 97, B 50, E 60 → A, D
+    # B is in the tier January and February (two months running): a pacesetter by streak.
+    # C: February only... and March? rank 3: no. A: January and March, not consecutive.
+    # Rank route: floor(5 × 0.2) = 1 by quarter score: A (93) — so A is `rank`, B `streak`.
+    month_scores = {
+        "2026-01": dict(A=95, B=90, C=80, D=70, E=60),
+        "2026-02": dict(C=96, B=90, A=85, D=70, E=60),
+        "2026-03": dict(A=99, D=98, C=97, B=50, E=60),
+    }
+    rows = [(m, p, float(v)) for m, scores in month_scores.items() for p, v in scores.items()]
+    m = monthly(rows)
+    m["rank_in_scope"] = m.groupby("month")["total_score"].rank(ascending=False, method="min")
+    res = close_period(
+        "2026-Q1",
+        m,
+        pd.DataFrame(columns=["month", "person_id", "component_id", "score"]),
+        NO_SURVEYS,
+        pd.DataFrame(columns=["person_id", "month", "source_file", "source_line", "period"]),
+        pd.DataFrame({"person_id": list("ABCDE"), "unit_id": "u1"}),
+        parse_scheme(textwrap.dedent(STREAK)),
+    )
+    routes = res.scores.set_index("person_id")["pacesetter_route"].to_dict()
+    assert routes == {"A": "rank", "B": "streak", "C": None, "D": None, "E": None}
+
+
+def test_a_person_barred_from_honours_keeps_the_grade_but_is_no_pacesetter():
+    # A (90) is barred (取消评先评优): still excellent, but out of the pacesetters. Without A, N =
+    # 4 and floor(4 × 0.2) = 0 by rank (with A it would be A); A's nomination is refused, C's taken
+    rows = [("2026-03", p, s) for p, s in zip("ABCDE", (90.0, 85.0, 80.0, 75.0, 70.0), strict=True)]
+    noms = pd.DataFrame(
+        {
+            "person_id": ["A", "C"],
+            "month": "2026-03",
+            "source_file": "nominations.csv",
+            "source_line": [2, 3],
+            "reason": "抗疫一线",
+            "approved_by": "党组会",
+            "period": "2026-Q1",
+        }
+    )
+    res = close_period(
+        "2026-Q1",
+        monthly(rows),
+        pd.DataFrame(columns=["month", "person_id", "component_id", "score"]),
+        NO_SURVEYS,
+        noms,
+        pd.DataFrame({"person_id": list("ABCDE"), "unit_id": "u1"}),
+        scheme(),
+        barred={"A"},
+    )
+    s = res.scores.set_index("person_id")
+    assert s.loc["A", "grade"] == "excellent"
+    assert s["pacesetter_route"].to_dict() == {
+        "A": None,
+        "B": None,
+        "C": "nomination",
+        "D": None,
+        "E": None,
+    }
+    refused = res.refused_nominations.set_index("person_id")["reason_refused"].to_dict()
+    assert refused == {"A": "barred from honours"}

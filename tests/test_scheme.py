@@ -96,6 +96,24 @@ def _refusal(old: str, new: str) -> tuple[str, int]:
             "periods.year.components: period component weights add up to more than 1",
             None,
         ),
+        (
+            "year: {min_months: 6, components: {conduct: 0.3}}",
+            "year: {components: {conduct: {staff: 0.3, judge: 1.2}}}",
+            "period component weights add up to more than 1 for category judge",
+            None,
+        ),
+        (
+            "year: {min_months: 6, components: {conduct: 0.3}}",
+            "year: {components: {conduct: {staf: 0.3}}}",
+            "periods.year.components.conduct: unknown category ['staf']",
+            None,
+        ),
+        (
+            "pool: {per_capita: 6000}",
+            "pool: {per_capita: 6000, total: 100000}",
+            "bonus.pool: give one of per_capita, per_unit and total",
+            None,
+        ),
     ],
 )
 def test_bad_schemes_are_refused_with_key_and_line(old, new, expected, at):

@@ -130,7 +130,7 @@ def test_each_demo_scheme_takes_its_generated_organisation_whole(tmp_path, kind,
     from etl.generate import generate
     from etl.sources import source_of
 
-    generate(tmp_path, 60, "2026-03", 1, seed=5, kind=kind)
+    generate(tmp_path, 60, "2026-03", 1, seed=5, kind=kind, scheme=load_scheme(ref))
     files = [
         {"source": source_of(p.name), "name": p.name, "sha256": p.name, "path": str(p)}
         for p in sorted((tmp_path / "2026-03").iterdir())
@@ -190,3 +190,17 @@ def test_the_whitespace_panel_members_are_stripped_of_is_pythons():
     from etl.validate import _WHITESPACE
 
     assert _WHITESPACE == "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+
+
+def test_a_rule_that_only_bars_from_honours_takes_rows_without_points(tmp_path):
+    # points.yaml's efficiency_upper (取消评先评优) carries no points: a blank row is taken,
+    # a row that gives points is set aside
+    scheme = load_scheme("points")
+    roster = ROSTER.replace(",staff\n", ",一般干部\n")
+    ok = "".join(f"{i:04d},2026-03-05,efficiency_upper,,1\n" for i in range(1, 41))
+    adj = "person_id,date,rule,points,count\n" + ok + "0001,2026-03-06,efficiency_upper,-1,1\n"
+    files = _files(tmp_path, roster=roster, attendance=_attendance([]), adjustments=adj)
+    v = validate_month(files, "2026-03", scheme, b"k")
+    q = v.quarantine[v.quarantine.source == "adjustments"]
+    assert q["line"].tolist() == [42] and "points do not fit" in q["reason"].iloc[0]
+    assert len(v.accepted["adjustments"]) == 40
