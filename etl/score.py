@@ -269,7 +269,7 @@ def _period_inputs(read: Reader, scheme: Scheme, period: str) -> dict[str, pd.Da
     nominations, the roster of its last month and who a register row bars from honours."""
     sid, months = scheme.id, months_of(period)
     m, c, v, n, r = mart_monthly_score, mart_component_score, survey_response, nomination, roster
-    a = mart_adjustment
+    a = adjustment_table
     bars = [x.rule for x in scheme.adjustments if x.no_honours]
     jobs: dict[str, Callable[[], pd.DataFrame]] = {
         "monthly": lambda: read.frame(m, m.c.scheme_id == sid, m.c.month.in_(months)),
@@ -280,7 +280,7 @@ def _period_inputs(read: Reader, scheme: Scheme, period: str) -> dict[str, pd.Da
         "nominations": lambda: read.frame(n, n.c.scheme_id == sid, n.c.period == period),
         "last": lambda: read.frame(r, r.c.scheme_id == sid, r.c.month == months[-1]),
         "published": lambda: published(read, sid, [period]),
-        "barred": lambda: read.frame(
+        "barred": lambda: read.frame(  # the register: rows of months a person missed count too
             a,
             a.c.scheme_id == sid,
             a.c.month.in_(months),

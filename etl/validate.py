@@ -143,7 +143,9 @@ def _points_fit(t: pd.DataFrame, scheme: Scheme) -> pd.Series:
     rule = t["rule"].astype(object)  # a Categorical would map to a Categorical
     lo = rule.map({k: r.range[0] for k, r in rules.items() if r.range})
     hi = rule.map({k: r.range[1] for k, r in rules.items() if r.range})
-    fixed = rule.map({k: r.points for k, r in rules.items() if not r.range and not r.veto})
+    fixed = rule.map(
+        {k: r.points for k, r in rules.items() if r.points is not None and not r.range}
+    ).astype(float)
     pointless = {k: r.points is None for k, r in rules.items()}
     veto = rule.map(pointless).fillna(False).astype(bool)
     p = t["points"]

@@ -137,6 +137,11 @@ def allocate(people: pd.DataFrame, bonus: Bonus) -> tuple[pd.DataFrame, list[str
     groups = g.groupby(unit_col, sort=True, dropna=False).indices
     if pool.total is not None:
         groups = {"(all units)": np.arange(len(g))} if len(g) else {}
+        if not len(g):
+            messages.append(
+                f"bonus.pool.total ¥{Decimal(str(pool.total)):,.2f}: nobody is graded, "
+                "nothing allocated"
+            )
     for unit, rows in groups.items():
         if pool.total is not None:
             yuan = exact(pool.total)

@@ -254,3 +254,10 @@ def test_a_scheme_wide_fund_is_split_across_units_together():
     out, messages = allocate(frame, bonus)
     assert cents(out) == {"a": 42857, "b": 28572, "c": 28571} and messages == []
     assert out.groupby("unit_id")["amount_cents"].sum().to_dict() == {"u1": 42857, "u2": 57143}
+
+
+def test_a_scheme_wide_fund_with_nobody_graded_says_so():
+    frame = staff([("a", "u1", None, 90)]).assign(graded=False)
+    out, messages = allocate(frame, Bonus(pool=Pool(total=1000), coefficients=COEF))
+    assert out.empty
+    assert messages == ["bonus.pool.total ¥1,000.00: nobody is graded, nothing allocated"]

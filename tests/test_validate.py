@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from etl.validate import validate_month
+from scoring.scheme import SCHEME_DIR as ROOT_SCHEMES
 from scoring.scheme import load_scheme
 
 ROSTER = "工号,姓名,单位编码,单位名称,部门编码,部门,人员类别\n" + "".join(
@@ -204,3 +205,24 @@ def test_a_rule_that_only_bars_from_honours_takes_rows_without_points(tmp_path):
     q = v.quarantine[v.quarantine.source == "adjustments"]
     assert q["line"].tolist() == [42] and "points do not fit" in q["reason"].iloc[0]
     assert len(v.accepted["adjustments"]) == 40
+
+
+def test_a_scheme_without_fixed_point_rules_still_checks_its_rows(tmp_path):
+    # only a range rule, a veto rule and a rule that bars from honours: no rule has fixed points
+    from scoring.scheme import parse_scheme
+
+    text = (ROOT_SCHEMES / "demo.yaml").read_text(encoding="utf-8")
+    head, _, tail = text.partition("adjustments:\n")
+    rules = (
+        "  - {rule: assessment_loss, points: [-2, -0.5]}\n"
+        "  - {rule: upper_finding, no_honours: true}\n"
+        "  - {rule: disciplinary, veto: true}\n"
+    )
+    tail = tail[tail.index("adjustment_caps:") :]
+    scheme = parse_scheme(head + "adjustments:\n" + rules + tail)
+    ok = "".join(f"{i:04d},2026-03-05,upper_finding,,1\n" for i in range(1, 41))
+    adj = "person_id,date,rule,points,count\n" + ok + "0001,2026-03-06,assessment_loss,-3,1\n"
+    files = _files(tmp_path, roster=ROSTER, attendance=_attendance([]), adjustments=adj)
+    v = validate_month(files, "2026-03", scheme, b"k")
+    q = v.quarantine[v.quarantine.source == "adjustments"]
+    assert q["line"].tolist() == [42] and "points do not fit" in q["reason"].iloc[0]
