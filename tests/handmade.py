@@ -254,3 +254,23 @@ def sqlite_warehouse(tmp_path: Path) -> str:
     on the database; the town and county years also run on PostgreSQL (with KAOHE_TEST_PG_URL),
     like every warehouse test of the pipeline. Keeps the suite inside CI's budget."""
     return f"sqlite:///{tmp_path / 'warehouse.db'}"
+
+
+def assert_bonus_workbook(path: Path, allocation: pd.DataFrame) -> None:
+    """The unit's bonus workbook, read back: one row per person of `allocation` (the unit's rows of
+    mart_bonus_allocation) with its amount, and a total row equal to their sum, to the cent."""
+    from openpyxl import load_workbook
+
+    from reports.bonus_tables import AMOUNT, COLUMNS, SHEET_TITLE, TOTAL_LABEL
+
+    ws = load_workbook(path)[SHEET_TITLE]
+    rows = [r for r in ws.iter_rows(values_only=True) if r and r[0] is not None]
+    head = next(i for i, r in enumerate(rows) if r[0] == COLUMNS[0])
+    who, amount = COLUMNS.index("人员编号"), COLUMNS.index(AMOUNT)
+    got = {r[who] if r[0] != TOTAL_LABEL else TOTAL_LABEL: r[amount] for r in rows[head + 1 :]}
+    cents = {k: round(v * 100) for k, v in got.items()}
+    expected = dict(
+        zip(allocation["person_id"], allocation["amount_cents"].astype(int), strict=True)
+    )
+    assert cents.pop(TOTAL_LABEL) == sum(expected.values()), path
+    assert cents == expected, path

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from reports.publish import publish
-from tests.handmade import Hand, run_year
+from tests.handmade import Hand, assert_bonus_workbook, run_year
 from tests.helpers import table
 
 FUND_CENTS = 1_380_000 * 100
@@ -189,7 +189,7 @@ def test_county_year_from_the_scheme_file(county_year):
     vetoed_notice = (folder / "notice-C002.html").read_text(encoding="utf-8")
     assert "本期适用一票否决" in vetoed_notice and "不称职" in vetoed_notice
     for unit, part in parts.items():
-        assert (folder / f"bonus-{unit}.xlsx").exists()
+        assert_bonus_workbook(folder / f"bonus-{unit}.xlsx", bonus[bonus["unit_id"] == unit])
         rows = pd.read_csv(folder / f"bonus-{unit}.csv", dtype=str, encoding="utf-8-sig")
         total = rows[rows["姓名"] == "合计"]["金额（元）"].iloc[0]
         assert Decimal(total) * 100 == int(part), unit

@@ -20,6 +20,7 @@ from tests.handmade import (
     YEAR,
     Hand,
     assert_bonus_pools,
+    assert_bonus_workbook,
     assert_three_grades,
     first_unit,
     half_up,
@@ -360,4 +361,5 @@ def test_court_year_from_the_scheme_file(court_year):
     assert "手工甲" in notice and "116.90" in notice and "优秀" in notice
     assert yuan(mine.loc["C001", "amount_cents"]) in notice
     assert "手工丙" not in notice
-    assert (folder / f"bonus-{year.loc['C001', 'unit_id']}.xlsx").exists()
+    unit_id = year.loc["C001", "unit_id"]
+    assert_bonus_workbook(folder / f"bonus-{unit_id}.xlsx", bonus[bonus["unit_id"] == unit_id])

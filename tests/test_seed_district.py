@@ -17,6 +17,7 @@ from tests.handmade import (
     YEAR,
     Hand,
     assert_bonus_pools,
+    assert_bonus_workbook,
     assert_three_grades,
     floor_of,
     run_year,
@@ -198,4 +199,6 @@ def test_district_year_from_the_scheme_file(district_year):
     assert final["sent"] > 0
     notice = (folder / "2026" / "notice-D001.html").read_text(encoding="utf-8")
     assert "手工甲" in notice and "100.83" in notice and "优秀" in notice
-    assert (folder / "2026" / f"bonus-{year.loc['D001', 'unit_id']}.xlsx").exists()
+    unit_id = year.loc["D001", "unit_id"]
+    book = folder / "2026" / f"bonus-{unit_id}.xlsx"
+    assert_bonus_workbook(book, bonus[bonus["unit_id"] == unit_id])

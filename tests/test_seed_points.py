@@ -20,6 +20,7 @@ from reports.publish import publish
 from tests.handmade import (
     Hand,
     assert_bonus_pools,
+    assert_bonus_workbook,
     assert_three_grades,
     floor_of,
     run_year,
@@ -182,7 +183,7 @@ def test_points_year_from_the_scheme_file(points_year):
     assert "74.00" in ordinary and "各项考核中因工作不到位失分" in ordinary
     vetoed = (folder / "notice-P002.html").read_text(encoding="utf-8")
     assert "本期适用一票否决" in vetoed and "在上级效能检查中被通报批评" in vetoed
-    assert (folder / f"bonus-{unit_id}.xlsx").exists()
+    assert_bonus_workbook(folder / f"bonus-{unit_id}.xlsx", bonus[bonus["unit_id"] == unit_id])
     rows = pd.read_csv(folder / f"bonus-{unit_id}.csv", dtype=str, encoding="utf-8-sig")
     row = rows.set_index("人员编号").loc["P001"]
     assert Decimal(row["金额（元）"]) * 100 == int(mine.loc["P001", "amount_cents"])

@@ -17,6 +17,7 @@ from tests.handmade import (
     YEAR,
     Hand,
     assert_bonus_pools,
+    assert_bonus_workbook,
     half_up,
     run_year,
     sqlite_warehouse,  # noqa: F401 (the warehouse: SQLite only)
@@ -210,4 +211,6 @@ def test_power_year_from_the_scheme_file(power_year):
     assert "手工甲" in notice and "102.80" in notice and "A级（优秀）" in notice
     assert yuan(paid.loc["P001", "amount_cents"]) in notice
     assert "手工丙" not in notice
-    assert (folder / f"bonus-{q1.loc['P001', 'unit_id']}.xlsx").exists()
+    unit_id = q1.loc["P001", "unit_id"]
+    q1_bonus = bonus[(bonus["period"] == "2026-Q1") & (bonus["unit_id"] == unit_id)]
+    assert_bonus_workbook(folder / f"bonus-{unit_id}.xlsx", q1_bonus)

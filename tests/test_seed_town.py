@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from reports.publish import publish
-from tests.handmade import Hand, assert_bonus_pools, assert_three_grades, run_year
+from tests.handmade import (
+    Hand,
+    assert_bonus_pools,
+    assert_bonus_workbook,
+    assert_three_grades,
+    run_year,
+)
 from tests.helpers import table
 
 MONTHS_105 = ["2026-01", "2026-02", "2026-03"]
@@ -115,4 +121,5 @@ def test_town_year_from_the_scheme_file(town_year):
     notice = (folder / "notice-T001.html").read_text(encoding="utf-8")
     assert "手工甲" in notice and "98.75" in notice and "优秀" in notice
     assert "手工丙" not in notice
-    assert (folder / f"bonus-{year.loc['T001', 'unit_id']}.xlsx").exists()
+    unit_id = year.loc["T001", "unit_id"]
+    assert_bonus_workbook(folder / f"bonus-{unit_id}.xlsx", bonus[bonus["unit_id"] == unit_id])
