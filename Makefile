@@ -32,9 +32,10 @@ lint: $(STAMP)
 test: lint system-deps
 	$(PY) -m pytest
 
+# the scale ladder (intake to scores, 2,000 to 200,000 people; BENCH_FULL=1 for more), then
+# rendering; bench.ingest and bench.scoring still run alone for per-source and read/compute splits
 bench: $(STAMP) system-deps
-	$(PY) -m bench.ingest
-	$(PY) -m bench.scoring
+	$(PY) -m bench.ladder
 	$(PY) -m bench.render
 
 clean:

@@ -550,8 +550,8 @@ def setup_case(size: int, kind: str, month: str, url: str) -> dict[str, Any]:
 
 class _Meter:
     """Wall seconds of wrapped functions by label, exclusive: a metered call inside another is
-    its own label's time and not the outer one's (the measures computed inside _inputs are
-    compute, the rest of _inputs is waiting for reads; a Writer.replace inside _replace is write
+    its own label's time and not the outer one's (the measures computed inside _unit_inputs
+    are compute, the rest of it is waiting for reads; a Writer.replace inside _replace is write
     time once)."""
 
     def __init__(self) -> None:
@@ -578,15 +578,16 @@ class _Meter:
 
 
 # what etl.score calls, metered by patching its module globals (the code is not edited); the
-# reads run in parallel threads inside _inputs and _period_inputs, so their wall time is metered
-READ = ("_inputs", "_period_inputs")
+# reads run in parallel threads inside the *_inputs functions, so their wall time is metered
+READ = ("_unit_inputs", "_survey_inputs", "_period_inputs")
 WRITE = ("_replace",)
 COMPUTE = (
     "presence",
     "attendance_measures_from_counts",
     "case_measures",
     "survey_scores",
-    "month_scores",
+    "unit_month",
+    "month_totals",
     "close_period",
 )
 

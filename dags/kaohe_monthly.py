@@ -1,9 +1,12 @@
 """kaohe_monthly: on the 5th of each month (Asia/Shanghai), take in the previous month's extracts.
 
-land -> validate -> load -> score -> periods_due -> announce. Each task calls one function of
-`etl.pipeline`; nothing else lives here. When a scored month ends a quarter, half or year (or a
-rerun touches a closed period), `announce` updates the PERIODS_DUE asset, which starts
-`kaohe_period_close`. Heavy imports stay inside the tasks: the DAG processor parses this file often.
+land -> validate -> load -> plan_scoring -> score_units (mapped over unit batches of
+KAOHE_BATCH_PEOPLE people, which Celery workers share) -> score (what needs the whole scheme:
+surveys, ranks, red flags; every mart in one transaction) -> periods_due -> announce. Each task
+calls one function of `etl.pipeline`; nothing else lives here. When a scored month ends a
+quarter, half or year (or a rerun touches a closed period), `announce` updates the PERIODS_DUE
+asset, which starts `kaohe_period_close`. Heavy imports stay inside the tasks: the DAG processor
+parses this file often.
 """
 
 from __future__ import annotations
@@ -73,10 +76,24 @@ def kaohe_monthly() -> None:
         return load_step(validation)
 
     @task
-    def score(loaded: dict[str, Any]) -> dict[str, Any]:
-        from etl.pipeline import score_step
+    def plan_scoring(loaded: dict[str, Any]) -> list[dict[str, Any]]:
+        from etl.pipeline import score_plan_step
 
-        return score_step(loaded)
+        return score_plan_step(loaded)
+
+    @task(map_index_template="{{ batch_label }}")
+    def score_units(batch: dict[str, Any]) -> dict[str, Any]:
+        from etl.pipeline import score_batch_step
+
+        units = batch["units"]
+        get_current_context()["batch_label"] = f"{units[0]}…{units[-1]}" if units else "-"
+        return score_batch_step(batch)
+
+    @task
+    def score(loaded: dict[str, Any], batches: list[dict[str, Any]]) -> dict[str, Any]:
+        from etl.pipeline import score_finish_step
+
+        return score_finish_step(loaded, list(batches))
 
     @task.short_circuit
     def periods_due(scored: dict[str, Any]) -> bool:
@@ -87,7 +104,8 @@ def kaohe_monthly() -> None:
         extra = {"scheme": scored["scheme_ref"], "periods": scored["periods"]}
         yield Metadata(PERIODS_DUE, extra)
 
-    scored = score(load(validate(land())))
+    loaded = load(validate(land()))
+    scored = score(loaded, score_units.expand(batch=plan_scoring(loaded)))
     periods_due(scored) >> announce(scored)
 
 

@@ -1,6 +1,8 @@
 """kaohe_publish: the documents of a month or period, delivered (manual).
 
-plan -> render -> deliver -> record, each a function of `reports.publish`. `stage=notify` sends
+plan -> render (HTML, letters) -> plan_pdfs -> pdfs (mapped over unit batches of
+KAOHE_BATCH_PEOPLE documents, which Celery workers share) -> deliver -> record, each a function of
+`reports.publish`. `stage=notify` sends
 each person their result notice and opens the appeal window (bulletins are written as 公示稿);
 `stage=final` sends the bulletins to unit leaders and the bonus tables to finance, and locks the
 results: a later rerun that changes them makes a new revision, published as a correction (更正)
@@ -54,7 +56,20 @@ def kaohe_publish() -> None:
     def render(plan_: dict[str, Any]) -> str:
         from reports.publish import render_step
 
-        return render_step(plan_)
+        return render_step(plan_, pdfs=False)
+
+    @task
+    def plan_pdfs(manifest_file: str) -> list[dict[str, Any]]:
+        from reports.publish import pdf_plan_step
+
+        return pdf_plan_step(manifest_file)
+
+    @task(map_index_template="{{ batch_label }}")
+    def pdfs(batch: dict[str, Any]) -> int:
+        from reports.publish import pdf_step
+
+        get_current_context()["batch_label"] = f"{batch['documents']} documents"
+        return pdf_step(batch)
 
     @task
     def deliver(manifest_file: str) -> dict[str, Any]:
@@ -70,7 +85,9 @@ def kaohe_publish() -> None:
 
     planned = plan()
     manifest_file = render(planned)
-    record(planned, manifest_file, deliver(manifest_file))
+    delivered = deliver(manifest_file)
+    pdfs.expand(batch=plan_pdfs(manifest_file)) >> delivered
+    record(planned, manifest_file, delivered)
 
 
 kaohe_publish()

@@ -23,6 +23,7 @@ class Settings:
     base_url: str
     connector: str
     mail_from: str | None
+    batch_people: int  # people per unit batch of the mapped scoring and rendering
 
     @property
     def archive(self) -> Path:
@@ -48,7 +49,15 @@ def settings(env: dict[str, str] | None = None) -> Settings:
         base_url=env.get("KAOHE_BASE_URL") or output.as_uri(),
         connector=env.get("KAOHE_CONNECTOR") or "folder",
         mail_from=env.get("KAOHE_MAIL_FROM") or None,  # else the connection's from_email
+        batch_people=_positive(env, "KAOHE_BATCH_PEOPLE", 10_000),
     )
+
+
+def _positive(env: dict[str, str], name: str, default: int) -> int:
+    text = env.get(name) or str(default)
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def rater_secret(cfg: Settings, env: dict[str, str] | None = None) -> bytes:

@@ -20,10 +20,18 @@ from etl.config import Settings, rater_secret, settings
 from etl.connectors import connector_from_config
 from etl.landing import land
 from etl.load import load_month
-from etl.score import close_period_in_warehouse, score_months
+from etl.score import (
+    close_period_in_warehouse,
+    combine,
+    finish_months,
+    plan_batches,
+    score_months,
+    unit_parts,
+)
 from etl.validate import MonthValidation, slug, validate_month
 from etl.warehouse import create_schema, engine_for, mart_run
-from scoring.scheme import load_scheme
+from scoring.monthly import UnitMonth
+from scoring.scheme import Scheme, load_scheme
 from scoring.timeline import parse_period, periods_ending
 
 
@@ -193,6 +201,7 @@ def load_step(validation: dict[str, Any], cfg: Settings | None = None) -> dict[s
     shutil.rmtree(stage, ignore_errors=True)
     return {
         "month": validation["month"],
+        "run_id": validation["run_id"],
         "scheme_ref": validation["scheme_ref"],
         "loaded": counts,
         "report": validation["report"],
@@ -204,9 +213,22 @@ def load_step(validation: dict[str, Any], cfg: Settings | None = None) -> dict[s
     }
 
 
+def _scored(loaded: dict[str, Any], scheme: Scheme, summary: dict[str, Any]) -> dict[str, Any]:
+    """What scoring tells the next tasks: the months scored and the periods to close, those that
+    end with a scored month and closed ones that contain a rescored month."""
+    due = set(periods_ending(summary["months"])) | set(summary["periods_to_redo"])
+    if scheme.pacesetters is not None and scheme.pacesetters.period == "month":
+        due |= set(summary["months"])  # monthly pacesetters: every month is closed as a period
+    return {
+        **summary,
+        "scheme_ref": loaded["scheme_ref"],
+        "scheme_id": scheme.id,
+        "periods": sorted(due),
+    }
+
+
 def score_step(loaded: dict[str, Any], cfg: Settings | None = None) -> dict[str, Any]:
-    """Score the loaded month (and the later months of its year already scored); name the periods
-    to close: those that end with a scored month and closed ones that contain a rescored month."""
+    """Score the loaded month (and the later months of its year already scored) in one piece."""
     cfg = cfg or settings()
     scheme = load_scheme(loaded["scheme_ref"])
     engine = engine_for(cfg.warehouse_url)
@@ -214,11 +236,77 @@ def score_step(loaded: dict[str, Any], cfg: Settings | None = None) -> dict[str,
         summary = score_months(engine, scheme, loaded["month"])
     finally:
         engine.dispose()
-    due = set(periods_ending(summary["months"])) | set(summary["periods_to_redo"])
-    if scheme.pacesetters is not None and scheme.pacesetters.period == "month":
-        due |= set(summary["months"])  # monthly pacesetters: every month is closed as a period
-    due = sorted(due)
-    return {**summary, "scheme_ref": loaded["scheme_ref"], "scheme_id": scheme.id, "periods": due}
+    return _scored(loaded, scheme, summary)
+
+
+def score_plan_step(loaded: dict[str, Any], cfg: Settings | None = None) -> list[dict[str, Any]]:
+    """The unit batches of the month's scoring (KAOHE_BATCH_PEOPLE people each), one mapped task
+    each; a retried plan starts from an empty stage."""
+    cfg = cfg or settings()
+    scheme = load_scheme(loaded["scheme_ref"])
+    engine = engine_for(cfg.warehouse_url)
+    try:
+        plan = plan_batches(engine, scheme, loaded["month"], cfg.batch_people)
+    finally:
+        engine.dispose()
+    stage = staging_dir(cfg, scheme.id, loaded["month"], loaded.get("run_id", "manual")) / "scores"
+    shutil.rmtree(stage, ignore_errors=True)
+    common = {"scheme_ref": loaded["scheme_ref"], "months": plan["months"], "stage": str(stage)}
+    batches = plan["batches"] or [[]]
+    return [common | {"index": i, "units": units} for i, units in enumerate(batches)]
+
+
+PARTS = ("people", "indicators", "summed", "adjustments")
+
+
+def score_batch_step(batch: dict[str, Any], cfg: Settings | None = None) -> dict[str, Any]:
+    """The people's own part of the months for one unit batch, kept as Arrow files for `score`;
+    written under a temporary name and renamed, so a half-written batch is never read."""
+    cfg = cfg or settings()
+    scheme = load_scheme(batch["scheme_ref"])
+    engine = engine_for(cfg.warehouse_url)
+    try:
+        parts = unit_parts(engine, scheme, batch["months"], batch["units"])
+    finally:
+        engine.dispose()
+    folder = Path(batch["stage"]) / f"batch-{batch['index']:05d}"
+    part = folder.with_suffix(".part")
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir(parents=True)
+    for m, unit in parts.items():
+        for name in PARTS:
+            _feather(getattr(unit, name), part / f"{m}.{name}.arrow")
+    shutil.rmtree(folder, ignore_errors=True)
+    part.rename(folder)
+    return {"folder": str(folder), "people": {m: len(u.people) for m, u in parts.items()}}
+
+
+def score_finish_step(
+    loaded: dict[str, Any], batches: list[dict[str, Any]], cfg: Settings | None = None
+) -> dict[str, Any]:
+    """The batches put together, then what needs the whole scheme (survey rounds, totals, ranks,
+    red flags, departments); every mart of the months replaced in one transaction."""
+    cfg = cfg or settings()
+    scheme = load_scheme(loaded["scheme_ref"])
+    folders = [Path(b["folder"]) for b in batches]
+    months = sorted({m for b in batches for m in b["people"]})
+    parts = {
+        m: combine(
+            [
+                UnitMonth(*(pd.read_feather(f / f"{m}.{name}.arrow") for name in PARTS))
+                for f in folders
+            ]
+        )
+        for m in months
+    }
+    engine = engine_for(cfg.warehouse_url)
+    try:
+        summary = finish_months(engine, scheme, months, parts)
+    finally:
+        engine.dispose()
+    if folders:
+        shutil.rmtree(folders[0].parent, ignore_errors=True)
+    return _scored(loaded, scheme, summary)
 
 
 def close_step(

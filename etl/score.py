@@ -43,7 +43,7 @@ from scoring.measures import (
     case_measures,
     department_measures,
 )
-from scoring.monthly import month_scores
+from scoring.monthly import UnitMonth, month_totals, unit_month
 from scoring.periods import close_period
 from scoring.revisions import month_results, period_results, revision_for
 from scoring.scheme import Scheme
@@ -87,7 +87,24 @@ RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", 
 READERS = 2  # parallel reads: on a 2-core machine the database or the driver fills the other core
 
 
-def case_history(read: Reader, scheme_id: str, months: list[str]) -> pd.DataFrame:
+def _people_of(sid: str, months: list[str], units: list[str] | None) -> sa.Select | None:
+    """The people a unit batch scores: everyone listed in its units in any of `months` (None: the
+    whole scheme, no filter)."""
+    if units is None:
+        return None
+    r = roster.c
+    return sa.select(r.person_id).where(
+        r.scheme_id == sid, r.month.in_(months), r.unit_id.in_(units)
+    )
+
+
+def _theirs(column: sa.Column, people: sa.Select | None) -> tuple[sa.ColumnElement, ...]:
+    return () if people is None else (column.in_(people),)
+
+
+def case_history(
+    read: Reader, scheme_id: str, months: list[str], people: sa.Select | None = None
+) -> pd.DataFrame:
     """Per snapshot month and judge of the 12-month look-back before and between `months`, the
     counts it sums (closed, reversed, remanded in that month), as the load kept them; the months
     being scored are left out (they are read whole). A month loaded without them (by an earlier
@@ -99,15 +116,22 @@ def case_history(read: Reader, scheme_id: str, months: list[str]) -> pd.DataFram
             window.append(m)
         m = shift_month(m, 1)
     kept = read.frame(
-        case_month, c.scheme_id == scheme_id, c.month.in_(window), columns=["month", *HISTORY]
+        case_month,
+        c.scheme_id == scheme_id,
+        c.month.in_(window),
+        *_theirs(c.person_id, people),
+        columns=["month", *HISTORY],
     )
     lacking = sorted(set(window) - set(kept["month"]))
     if lacking:
-        kept = pd.concat([kept, _aggregated_history(read, scheme_id, lacking)], ignore_index=True)
+        older = _aggregated_history(read, scheme_id, lacking, people)
+        kept = pd.concat([kept, older], ignore_index=True)
     return kept.astype(dict.fromkeys(LOOK_BACK_COUNTS, float))
 
 
-def _aggregated_history(read: Reader, scheme_id: str, months: list[str]) -> pd.DataFrame:
+def _aggregated_history(
+    read: Reader, scheme_id: str, months: list[str], people: sa.Select | None = None
+) -> pd.DataFrame:
     s = case_snapshot
 
     def in_month(col: sa.Column) -> sa.ColumnElement:
@@ -125,7 +149,7 @@ def _aggregated_history(read: Reader, scheme_id: str, months: list[str]) -> pd.D
             count(decided & (s.c.appeal_outcome == "reversed")).label("reversed"),
             count(decided & (s.c.appeal_outcome == "remanded")).label("remanded"),
         )
-        .where(s.c.scheme_id == scheme_id, s.c.month.in_(months))
+        .where(s.c.scheme_id == scheme_id, s.c.month.in_(months), *_theirs(s.c.judge_id, people))
         .group_by(s.c.month, s.c.judge_id)
     )
     return read.query(stmt)
@@ -160,76 +184,162 @@ def delivered_rounds(read: Reader, sid: str, months: list[str]) -> pd.DataFrame:
     return read.query(stmt)
 
 
-def _attendance(read: Reader, sid: str, months: list[str]) -> pd.DataFrame:
+def _attendance(
+    read: Reader, sid: str, months: list[str], people: sa.Select | None
+) -> pd.DataFrame:
     """The months' attendance counts as the load kept them; a month loaded without them (by an
     earlier kaohe) is counted from its days."""
     s, a = attendance_month, attendance
-    kept = read.frame(s, s.c.scheme_id == sid, s.c.month.in_(months), columns=COUNTS)
+    mine = _theirs(s.c.person_id, people)
+    kept = read.frame(s, s.c.scheme_id == sid, s.c.month.in_(months), *mine, columns=COUNTS)
     lacking = sorted(set(months) - set(kept["month"]))
     if not lacking:
         return kept
-    days = read.frame(a, a.c.scheme_id == sid, a.c.month.in_(lacking), columns=DAYS)
+    mine = _theirs(a.c.person_id, people)
+    days = read.frame(a, a.c.scheme_id == sid, a.c.month.in_(lacking), *mine, columns=DAYS)
     return pd.concat([kept, attendance_counts(days)], ignore_index=True)
 
 
-def _inputs(read: Reader, scheme: Scheme, months: list[str]) -> dict[str, pd.DataFrame]:
-    """What scoring `months` needs: the months' people (in key order) and measures, their survey
-    ratings and the rounds delivered, and the year's adjustments (yearly cap). The reads run side
-    by side, the largest first."""
+def _cases_of(sid: str, months: list[str], units: list[str], people: sa.Select) -> sa.ColumnElement:
+    """The case rows a unit batch needs: those of its departments (the division's measures), of
+    its judges, and every faulted one (a panel member may sit on another division's case)."""
+    c, r = case_snapshot.c, roster.c
+    depts = sa.select(r.dept_id).where(
+        r.scheme_id == sid, r.month.in_(months), r.unit_id.in_(units)
+    )
+    return c.dept_id.in_(depts) | c.judge_id.in_(people) | (c.fault == 1)
+
+
+def _unit_inputs(
+    read: Reader, scheme: Scheme, months: list[str], units: list[str] | None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What the people's own part of `months` needs, for the people of `units` (None: everyone):
+    their rows in the months (in key order), their measures, and the year's register rows
+    (yearly cap). The reads run side by side, the largest first."""
     sid, last = scheme.id, months[-1]
     year_start = f"{months[0][:4]}-01"
-    r, c, v, j = roster, case_snapshot, survey_response, adjustment_table
+    r, c, j = roster, case_snapshot, adjustment_table
+    people = _people_of(sid, months, units)
+    cases = () if units is None else (_cases_of(sid, months, units, people),)
+    in_units = () if units is None else (r.c.unit_id.in_(units),)
     jobs: dict[str, Callable[[], pd.DataFrame]] = {
-        "surveys": lambda: read.frame(
-            v, v.c.scheme_id == sid, v.c.month.in_(months) | v.c.period.in_(months), columns=RATINGS
+        "cases": lambda: read.frame(
+            c, c.c.scheme_id == sid, c.c.month.in_(months), *cases, columns=CASES
         ),
-        "cases": lambda: read.frame(c, c.c.scheme_id == sid, c.c.month.in_(months), columns=CASES),
-        "history": lambda: case_history(read, sid, months),
+        "history": lambda: case_history(read, sid, months, people),
         "people": lambda: read.frame(
-            r, r.c.scheme_id == sid, r.c.month.in_(months), columns=PEOPLE
+            r, r.c.scheme_id == sid, r.c.month.in_(months), *in_units, columns=PEOPLE
         ),
-        "earlier": lambda: read.frame(  # the year's presence: closure balance
+        "year": lambda: read.frame(  # the year's presence, in any unit: closure balance
             r,
             r.c.scheme_id == sid,
             r.c.month.between(year_start, last),
-            ~r.c.month.in_(months),
+            *_theirs(r.c.person_id, people),
             columns=ACTIVE,
         ),
-        "attendance": lambda: _attendance(read, sid, months),
+        "attendance": lambda: _attendance(read, sid, months, people),
         "adjustments": lambda: read.frame(
-            j, j.c.scheme_id == sid, j.c.month.between(year_start, last)
+            j,
+            j.c.scheme_id == sid,
+            j.c.month.between(year_start, last),
+            *_theirs(j.c.person_id, people),
         ),
-        "rounds": lambda: delivered_rounds(read, sid, months),
-        "published": lambda: published(read, sid, months),
     }
     # every read first: computing beside the reads makes both slower, the drivers' threads and
     # pandas contending for the interpreter lock
     got = read.all(jobs, READERS)
-    people = got["people"]
-    year = presence(pd.concat([got.pop("earlier"), people[ACTIVE]], ignore_index=True))
+    year = presence(got["year"])
     # person order is the marts' key order, which makes their indexes cheap to fill
-    people = presence(people).sort_values(["month", "person_id"], ignore_index=True)
-    keys = people[["month", "person_id"]]
+    in_months = presence(got["people"]).sort_values(["month", "person_id"], ignore_index=True)
+    keys = in_months[["month", "person_id"]]
     snapshots = got.pop("cases")
     cases = case_measures(snapshots, year, scheme.long_pending_days, got["history"], months=months)
     cases = cases.merge(
-        department_measures(snapshots, people), on=["month", "person_id"], how="left"
+        department_measures(snapshots, in_months), on=["month", "person_id"], how="left"
     )
     measures = attendance_measures_from_counts(got["attendance"], keys).merge(
         cases, on=["month", "person_id"], how="left"
     )
-    data = {"people": people, "measures": measures}
-    return data | {name: got[name] for name in ("surveys", "rounds", "adjustments", "published")}
+    return in_months, measures, got["adjustments"]
 
 
-def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
-    """Score `month` and the later scored months of its year; replace their marts in one
-    transaction. Returns what was scored and the closed periods that must be closed again."""
+def unit_parts(
+    engine: Engine, scheme: Scheme, months: list[str], units: list[str] | None = None
+) -> dict[str, UnitMonth]:
+    """The people's own part of each of `months` (monthly.unit_month) for the people of `units`
+    (None: everyone): what a unit batch computes on its own."""
+    with reading(engine) as read:
+        people, measures, adjustments = _unit_inputs(read, scheme, months, units)
+    return {
+        m: unit_month(
+            m,
+            people[people["month"] == m].reset_index(drop=True),
+            measures[measures["month"] == m],
+            adjustments,
+            scheme,
+        )
+        for m in months
+    }
+
+
+def combine(parts: list[UnitMonth]) -> UnitMonth:
+    """The batches' parts of one month as one, people in key order as an unsplit run has them."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(name: str) -> pd.DataFrame:
+        return pd.concat([getattr(p, name) for p in parts], ignore_index=True)
+
+    people = cat("people").sort_values("person_id", kind="stable", ignore_index=True)
+    return UnitMonth(people, cat("indicators"), cat("summed"), cat("adjustments"))
+
+
+def plan_batches(engine: Engine, scheme: Scheme, month: str, batch_people: int) -> dict[str, Any]:
+    """The months a run of `month` scores, and its units in batches of about `batch_people`
+    people (whole units, in unit order; a unit larger than that is a batch of its own)."""
+    r = roster.c
     with reading(engine) as read:
         months = months_to_score(read, scheme.id, month)
-        closed = closed_periods(read, scheme.id)
-        data = _inputs(read, scheme, months)
-    in_months, measures = data["people"], data["measures"]
+        sizes = read.query(
+            sa.select(r.unit_id, sa.func.count().label("people"))
+            .where(r.scheme_id == scheme.id, r.month.in_(months))
+            .group_by(r.unit_id)
+            .order_by(r.unit_id)
+        )
+    batches: list[list[str]] = []
+    filled = batch_people
+    for unit, people in zip(sizes["unit_id"].astype(str), sizes["people"], strict=True):
+        if filled >= batch_people:
+            batches.append([])
+            filled = 0
+        batches[-1].append(unit)
+        filled += int(people)
+    return {"months": months, "batches": batches}
+
+
+def _survey_inputs(read: Reader, sid: str, months: list[str]) -> dict[str, pd.DataFrame]:
+    v = survey_response
+    jobs: dict[str, Callable[[], pd.DataFrame]] = {
+        "surveys": lambda: read.frame(
+            v, v.c.scheme_id == sid, v.c.month.in_(months) | v.c.period.in_(months), columns=RATINGS
+        ),
+        "rounds": lambda: delivered_rounds(read, sid, months),
+        "published": lambda: published(read, sid, months),
+        "closed": lambda: pd.DataFrame({"period": closed_periods(read, sid)}),
+    }
+    return read.all(jobs, READERS)
+
+
+def finish_months(
+    engine: Engine, scheme: Scheme, months: list[str], parts: dict[str, UnitMonth]
+) -> dict[str, Any]:
+    """What needs the whole scheme: the survey rounds (a rater's leniency is measured over every
+    rating of the round), totals, ranks in scope, red flags, departments, revisions; every mart
+    of `months` replaced in one transaction. Returns what was scored and the closed periods that
+    must be closed again."""
+    with reading(engine) as read:
+        data = _survey_inputs(read, scheme.id, months)
+    closed = data["closed"]["period"].tolist()
     summary: dict[str, Any] = {"months": months, "people": {}}
     with writing(engine) as out:  # each mart is written while the next is computed
         rated, relations = survey_scores(data.pop("surveys"), scheme)  # freed once scored
@@ -244,14 +354,7 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
             s.month.in_(months) | s.survey_id.in_(data["rounds"]["survey_id"].unique().tolist()),
         )
         for m in months:
-            result = month_scores(
-                m,
-                in_months[in_months["month"] == m],
-                measures[measures["month"] == m],
-                rated[rated["period"] == m],
-                data["adjustments"],
-                scheme,
-            )
+            result = month_totals(parts.pop(m), rated[rated["period"] == m], scheme)
             key = {"scheme_id": scheme.id, "month": m}
             rev = revision(data["published"], m, month_results(result.monthly))
             _replace(out, mart_monthly_score, key, result.monthly.assign(revision=rev))
@@ -262,6 +365,14 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
             summary["people"][m] = len(result.monthly)
     summary["periods_to_redo"] = sorted(p for p in closed if set(months_of(p)) & set(months))
     return summary
+
+
+def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
+    """Score `month` and the later scored months of its year in one piece (every unit at once);
+    replace their marts in one transaction."""
+    with reading(engine) as read:
+        months = months_to_score(read, scheme.id, month)
+    return finish_months(engine, scheme, months, unit_parts(engine, scheme, months))
 
 
 def _period_inputs(read: Reader, scheme: Scheme, period: str) -> dict[str, pd.DataFrame]:

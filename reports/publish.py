@@ -427,12 +427,19 @@ def _addresses(marts: Marts) -> tuple[pd.Series, set[str], set[str]]:
 
 
 def render(
-    cfg: Settings, engine: Engine, scheme: Scheme, plan_: dict[str, Any], workers: int | None = None
+    cfg: Settings,
+    engine: Engine,
+    scheme: Scheme,
+    plan_: dict[str, Any],
+    workers: int | None = None,
+    pdfs: bool = True,
 ) -> dict[str, Any]:
-    """Write the documents of the plan and the manifest of letters; returns the manifest."""
+    """Write the documents of the plan and the manifest of letters; returns the manifest. The
+    PDFs are written here, or with `pdfs=False` left to `pdf_step`, by the manifest's unit
+    batches (`pdf_batches`), which the DAG maps over."""
     from reports.charts import distribution_svg, trend_svg
     from reports.mail import valid_address
-    from reports.render import Renderer, render_html, write_text
+    from reports.render import render_html, write_text
 
     what, stage, rev = plan_["what"], plan_["stage"], plan_["revision"]
     marts = read_marts(engine, scheme, what)
@@ -470,7 +477,7 @@ def render(
         summary["bad_address"] += [a for a in scheme.publication.finance if not valid_address(a)]
 
     stage_ = stage_of(plan_)
-    jobs: list[tuple[str, Path]] = []
+    jobs: list[tuple[Path, Path, str]] = []  # html file, pdf file, unit
     recipients = _leaders(marts, scheme)
     for unit_id, ctx in bulletin_contexts(scheme, marts, stage_, bulletin_changes, links):
         # charts are SVG that matplotlib wrote and escaped (reports.charts), not data
@@ -482,10 +489,9 @@ def render(
             )
         )
         ctx["distribution_svg"] = Markup(distribution_svg(ctx["scores"], title="得分分布"))  # noqa: S704
-        html = render_html("bulletin.html", ctx)
         name = stem("bulletin", unit_id)
-        write_text(out / f"{name}.html", html)
-        jobs.append((html, out / f"{name}.pdf"))
+        write_text(out / f"{name}.html", render_html("bulletin.html", ctx))
+        jobs.append((out / f"{name}.html", out / f"{name}.pdf", str(unit_id)))
         if not final_stage or (changed_units is not None and unit_id not in changed_units):
             continue  # bulletins go out at final; a correction only to the units it changed
         to = [a for a in recipients.get(unit_id, []) if valid_address(a)]
@@ -506,11 +512,11 @@ def render(
                 }
             )
     emails, unusable, shared = _addresses(marts)
+    unit_of = results.set_index("person_id")["unit_id"].astype(str)
     for pid, ctx in notice_contexts(scheme, marts, stage_, notice_changes):
-        html = render_html("notice.html", ctx)
         name = stem("notice", pid)
-        write_text(out / f"{name}.html", html)
-        jobs.append((html, out / f"{name}.pdf"))
+        write_text(out / f"{name}.html", render_html("notice.html", ctx))
+        jobs.append((out / f"{name}.html", out / f"{name}.pdf", unit_of.get(pid, "")))
         if pid not in tell:
             continue
         if pid in unusable or pid not in emails.index:
@@ -537,16 +543,39 @@ def render(
                 "attachments": [[f"{name}.pdf", str(out / f"{name}.pdf"), PDF]],
             }
         )
-    with Renderer(workers) as renderer:
-        renderer.write(jobs)
+    batches = pdf_batches(jobs, cfg.batch_people)
+    if pdfs:
+        write_pdfs_of([j for b in batches for j in b], workers)
     summary["documents"] = len(jobs)
     path = manifest_path(cfg, scheme.id, what, stage, rev)
     path.parent.mkdir(parents=True, exist_ok=True)
     # what was rendered is what `record` keeps as told, whatever a rescoring does meanwhile
     results.to_feather(path.with_suffix(".results.feather"))
-    manifest = plan_ | {"letters": letters, "summary": summary}
+    manifest = plan_ | {"letters": letters, "summary": summary, "pdf_batches": batches}
     write_text(path, json.dumps(manifest, ensure_ascii=False, default=str))
     return manifest | {"manifest": str(path)}
+
+
+def pdf_batches(jobs: list[tuple[Path, Path, str]], size: int) -> list[list[list[str]]]:
+    """The documents' (html, pdf) files in batches of whole units of about `size` documents, in
+    unit order; always at least one batch, so a mapped task has something to run."""
+    by_unit: dict[str, list[list[str]]] = {}
+    for html, pdf, unit in jobs:
+        by_unit.setdefault(unit, []).append([str(html), str(pdf)])
+    batches: list[list[list[str]]] = [[]]
+    for unit in sorted(by_unit):
+        if len(batches[-1]) >= size:
+            batches.append([])
+        batches[-1].extend(by_unit[unit])
+    return batches
+
+
+def write_pdfs_of(files: list[list[str]], workers: int | None = None) -> int:
+    """Each (html file, pdf file) rendered; the HTML is read as the workers need it."""
+    from reports.render import write_pdfs
+
+    jobs = ((Path(html).read_text(encoding="utf-8"), Path(pdf)) for html, pdf in files)
+    return len(write_pdfs(jobs, workers))
 
 
 def _bonus_tables(
@@ -663,16 +692,31 @@ def plan_step(
         engine.dispose()
 
 
-def render_step(plan_: dict[str, Any], cfg: Settings | None = None) -> str:
-    """Render everything of the plan; returns the manifest's path (the letters stay on disk)."""
+def render_step(plan_: dict[str, Any], cfg: Settings | None = None, pdfs: bool = True) -> str:
+    """Render everything of the plan (the PDFs too unless `pdfs` is false: the DAG maps them over
+    unit batches); returns the manifest's path (the letters stay on disk)."""
     from etl.config import settings
 
     cfg = cfg or settings()
     scheme, engine = _scheme_and_engine(plan_.get("scheme_ref"), cfg)
     try:
-        return render(cfg, engine, scheme, plan_)["manifest"]
+        return render(cfg, engine, scheme, plan_, pdfs=pdfs)["manifest"]
     finally:
         engine.dispose()
+
+
+def pdf_plan_step(manifest_file: str) -> list[dict[str, Any]]:
+    """One mapped PDF task per unit batch of the manifest."""
+    batches = json.loads(Path(manifest_file).read_text(encoding="utf-8"))["pdf_batches"]
+    return [
+        {"manifest": manifest_file, "index": i, "documents": len(b)} for i, b in enumerate(batches)
+    ]
+
+
+def pdf_step(batch: dict[str, Any]) -> int:
+    """The PDFs of one unit batch of the manifest, on this worker's cores."""
+    manifest = json.loads(Path(batch["manifest"]).read_text(encoding="utf-8"))
+    return write_pdfs_of(manifest["pdf_batches"][batch["index"]])
 
 
 def letters_of(manifest: dict[str, Any]) -> list[Any]:

@@ -111,17 +111,26 @@ def indicator_scores(people: pd.DataFrame, measures: pd.DataFrame, scheme: Schem
     return frame.reset_index(drop=True)[INDICATOR_COLUMNS]
 
 
-def component_scores(
-    people: pd.DataFrame, indicators: pd.DataFrame, surveys: pd.DataFrame, scheme: Scheme
-) -> pd.DataFrame:
-    """Indicator components sum their indicators; a monthly survey component takes the mean of
-    the month's rounds, or its neutral points when the person has no basis in any of them."""
-    ind = (
+def indicator_components(indicators: pd.DataFrame) -> pd.DataFrame:
+    """Each person's indicator components: the sum of their indicators (no basis when none has)."""
+    return (
         indicators.groupby(["person_id", "component_id"], sort=False)
         .agg(score=("score", "sum"), no_basis=("no_basis", "all"))
         .reset_index()
     )
-    parts = [ind]
+
+
+def component_scores(
+    people: pd.DataFrame,
+    indicators: pd.DataFrame,
+    surveys: pd.DataFrame,
+    scheme: Scheme,
+    summed: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Indicator components sum their indicators; a monthly survey component takes the mean of
+    the month's rounds, or its neutral points when the person has no basis in any of them.
+    `summed`: the indicator components already summed (by unit batches), else from `indicators`."""
+    parts = [indicator_components(indicators) if summed is None else summed]
     rated = surveys[~surveys["no_basis"]] if len(surveys) else surveys
     for comp in scheme.components:
         if comp.survey is None:
@@ -202,6 +211,67 @@ def adjustment_totals(priced: pd.DataFrame, month: str, scheme: Scheme) -> pd.Da
     )
 
 
+@dataclass
+class UnitMonth:
+    """The part of a month that needs only the people themselves, so unit batches compute it
+    apart: indicators, indicator components, and the adjustments after caps."""
+
+    people: pd.DataFrame  # the month's people with adjustment_total and veto
+    indicators: pd.DataFrame
+    summed: pd.DataFrame  # indicator components (indicator_components)
+    adjustments: pd.DataFrame  # the month's register rows of these people, priced
+
+
+def unit_month(
+    month: str,
+    people: pd.DataFrame,
+    measures: pd.DataFrame,
+    adjustments: pd.DataFrame,
+    scheme: Scheme,
+) -> UnitMonth:
+    """people: the month's presence rows (person_id, name, unit_id, dept_id, category, ...);
+    measures: per person the built-in measures of the month; adjustments: the register rows of
+    the year up to this month."""
+    indicators = indicator_scores(people, measures, scheme)
+    priced = price_adjustments(adjustments, scheme)
+    adj = adjustment_totals(priced, month, scheme).set_index("person_id")
+    out = people.copy()
+    out["adjustment_total"] = out["person_id"].map(adj["adjustment_total"]).fillna(0.0)
+    out["veto"] = out["person_id"].map(adj["veto"]).fillna(False).astype(bool)
+    mine = priced[priced["month"] == month]
+    present = among(mine["person_id"], out["person_id"])
+    return UnitMonth(
+        people=out,
+        indicators=indicators,
+        summed=indicator_components(indicators),
+        adjustments=mine.loc[present, ADJUSTMENT_COLUMNS].reset_index(drop=True),
+    )
+
+
+def month_totals(part: UnitMonth, surveys: pd.DataFrame, scheme: Scheme) -> MonthScores:
+    """The month for everyone in it, from the people's own part (of one batch, or of every batch
+    put together in person order) and the month's survey scores: the components, the totals, and
+    what needs the whole scheme: ranks in scope, red flags, departments."""
+    people = part.people
+    components = component_scores(people, part.indicators, surveys, scheme, summed=part.summed)
+    weighted = (components["weight"] * components["score"]).groupby(components["person_id"]).sum()
+    out = people.copy()
+    total = out["person_id"].map(weighted).fillna(0.0) + out["adjustment_total"]
+    if scheme.score_range is not None:
+        total = total.clip(*scheme.score_range)
+    out["total_score"] = total.astype(float)
+    scope = scope_key(out, scheme.grading.scope if scheme.grading else "category")
+    out["rank_in_scope"] = competition_rank(out["total_score"], scope)
+    out["red_flag"] = out["rank_in_scope"].eq(1).fillna(False).astype(bool)
+    return MonthScores(
+        monthly=out.reset_index(drop=True),
+        indicators=part.indicators,
+        components=components,
+        adjustments=part.adjustments,
+        departments=department_flags(out),
+    )
+
+
 def month_scores(
     month: str,
     people: pd.DataFrame,
@@ -210,39 +280,9 @@ def month_scores(
     adjustments: pd.DataFrame,
     scheme: Scheme,
 ) -> MonthScores:
-    """The month for everyone in it.
-
-    people: the month's presence rows (person_id, name, unit_id, dept_id, category, ...);
-    measures: per person the built-in measures of the month; surveys: component scores of the
-    rounds whose period is this month; adjustments: the register rows of the year up to this month.
-    """
-    indicators = indicator_scores(people, measures, scheme)
-    components = component_scores(people, indicators, surveys, scheme)
-    priced = price_adjustments(adjustments, scheme)
-    adj = adjustment_totals(priced, month, scheme)
-    weighted = (components["weight"] * components["score"]).groupby(components["person_id"]).sum()
-    out = people.copy()
-    out["weighted"] = out["person_id"].map(weighted).fillna(0.0)
-    adj = adj.set_index("person_id")
-    out["adjustment_total"] = out["person_id"].map(adj["adjustment_total"]).fillna(0.0)
-    out["veto"] = out["person_id"].map(adj["veto"]).fillna(False).astype(bool)
-    total = out["weighted"] + out["adjustment_total"]
-    if scheme.score_range is not None:
-        total = total.clip(*scheme.score_range)
-    out["total_score"] = total.astype(float)
-    scope = scope_key(out, scheme.grading.scope if scheme.grading else "category")
-    out["rank_in_scope"] = competition_rank(out["total_score"], scope)
-    out["red_flag"] = out["rank_in_scope"].eq(1).fillna(False).astype(bool)
-    departments = department_flags(out)
-    mine = priced[priced["month"] == month]
-    present = among(mine["person_id"], out["person_id"])
-    return MonthScores(
-        monthly=out.drop(columns=["weighted"]).reset_index(drop=True),
-        indicators=indicators,
-        components=components,
-        adjustments=mine.loc[present, ADJUSTMENT_COLUMNS].reset_index(drop=True),
-        departments=departments,
-    )
+    """The month for everyone in it (unit_month, then month_totals); surveys: component scores of
+    the rounds whose period is this month."""
+    return month_totals(unit_month(month, people, measures, adjustments, scheme), surveys, scheme)
 
 
 def department_flags(monthly: pd.DataFrame) -> pd.DataFrame:

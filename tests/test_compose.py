@@ -36,6 +36,12 @@ def test_every_airflow_component_shares_secrets_and_executor():
         assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "${KAOHE_JWT_SECRET:?set KAOHE_JWT_SECRET}"
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://api-server:8080")
         assert env["KAOHE_WAREHOUSE_URL"].startswith("postgresql://")
+        # only psycopg 3 is installed from the lock: every Airflow URL must name it
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://")
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"].startswith(
+            "postgresql+psycopg_async://"
+        )
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg://")
     assert services["worker"]["command"] == ["celery", "worker"]
     text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     credentials = re.findall(r"://[^:/@\s]+:([^@\s]+)@", text)

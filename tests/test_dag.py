@@ -38,16 +38,23 @@ def _states(run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
-def test_monthly_run_loads_the_month_and_reruns_change_nothing(kaohe, monthly_dag):
+def test_monthly_run_loads_the_month_and_reruns_change_nothing(kaohe, monthly_dag, monkeypatch):
     counts = generate(Path(kaohe.inbox), 40, "2026-03", 1, seed=7)["2026-03"]
     run = _run(monthly_dag, "2026-03")
     assert str(run.state) == "success", _states(run)
     assert len(table(kaohe.warehouse_url, "attendance")) == counts["attendance"]
     assert len(table(kaohe.warehouse_url, "survey_response")) == counts["surveys"]
     first = snapshot(kaohe.warehouse_url)
-    for day in (6, 7, 8):
+    for day in (6, 7):
         assert str(_run(monthly_dag, "2026-03", day).state) == "success"
     assert snapshot(kaohe.warehouse_url) == first
+    # scoring mapped over one batch per unit writes what one batch wrote
+    monkeypatch.setenv("KAOHE_BATCH_PEOPLE", "1")
+    run = _run(monthly_dag, "2026-03", 8)
+    mapped = [ti for ti in run.get_task_instances() if ti.task_id == "score_units"]
+    units = table(kaohe.warehouse_url, "roster").unit_id.nunique()
+    assert len(mapped) == units >= 2 and {str(ti.state) for ti in mapped} == {"success"}
+    assert str(run.state) == "success" and snapshot(kaohe.warehouse_url) == first
     runs = table(kaohe.warehouse_url, "mart_run")
     assert runs.status.tolist() == ["success"] * 4 and set(runs.dag_id) == {"kaohe_monthly"}
 
@@ -82,7 +89,7 @@ def _asset_events() -> list[dict]:
         return [e.extra for e in session.query(AssetEvent).order_by(AssetEvent.id)]
 
 
-def test_quarter_end_is_scored_announced_and_closed(kaohe, monthly_dag, dagbag):
+def test_quarter_end_is_scored_announced_and_closed(kaohe, monthly_dag, dagbag, monkeypatch):
     generate(Path(kaohe.inbox), 30, "2026-02", 2, seed=12)
     before = len(_asset_events())
     feb = _run(monthly_dag, "2026-02")
@@ -105,8 +112,13 @@ def test_quarter_end_is_scored_announced_and_closed(kaohe, monthly_dag, dagbag):
     # the period's notices go out through kaohe_publish (KAOHE_MAIL=outbox); a rerun sends none
     publish = dagbag.get_dag("kaohe_publish")
     conf = {"period": "2026-Q1", "stage": "notify", "scheme": "demo"}
+    monkeypatch.setenv("KAOHE_BATCH_PEOPLE", "10")  # PDFs mapped over batches of whole units
     first = publish.test(run_conf=conf)
     assert str(first.state) == "success", _states(first)
+    mapped = [ti for ti in first.get_task_instances() if ti.task_id == "pdfs"]
+    assert len(mapped) >= 2 and {str(ti.state) for ti in mapped} == {"success"}
+    written = kaohe.output / "demo-2026" / "2026-Q1"
+    assert len(list(written.glob("notice-*.pdf"))) == len(period)
     outbox = sorted((kaohe.output / "outbox").glob("*.eml"))
     roster = table(kaohe.warehouse_url, "roster").sort_values("month")
     last = roster.drop_duplicates("person_id", keep="last").set_index("person_id")

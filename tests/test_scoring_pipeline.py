@@ -9,12 +9,27 @@ import pytest
 
 from etl.bulk import bulk_read, reading
 from etl.generate import generate
-from etl.pipeline import close_step, run_month, score_step
+from etl.pipeline import (
+    close_step,
+    run_month,
+    score_batch_step,
+    score_finish_step,
+    score_plan_step,
+    score_step,
+)
 from etl.score import _aggregated_history
-from etl.warehouse import attendance, attendance_month, case_month, case_snapshot, engine_for
+from etl.warehouse import (
+    attendance,
+    attendance_month,
+    case_month,
+    case_snapshot,
+    engine_for,
+    roster,
+)
 from scoring.measures import attendance_counts, case_measures
 from scoring.numbers import quota
 from scoring.scheme import SCHEME_DIR as ROOT_SCHEMES
+from scoring.scheme import load_scheme
 from tests.helpers import snapshot, table
 
 
@@ -174,3 +189,45 @@ def test_counts_kept_by_the_load_equal_the_counts_of_the_rows_and_stand_in_for_t
     engine.dispose()
     assert _score("2026-02", "rerun-without-counts")["months"] == ["2026-02", "2026-03"]
     assert snapshot(url, skip=kept_tables) == before
+
+
+def test_scoring_by_unit_batches_equals_scoring_everyone_at_once(kaohe, monkeypatch):
+    """The DAG's mapped path (plan, one task per unit batch, then the whole-scheme step) writes
+    exactly what one piece writes: the court's measures that read a division's cases, a judge's
+    year (closure balance) and the panels, a judge who changed court in February included."""
+    generate(Path(kaohe.inbox), 90, "2026-01", 2, seed=21, scheme=load_scheme("court"))
+    for m in ("2026-01", "2026-02"):
+        score_step(run_month(m, f"run-{m}", "court"))
+    url = kaohe.warehouse_url
+    roster_ = table(url, "roster")
+    judges = set(table(url, "case_snapshot", "where month = '2026-02'").judge_id)
+    feb = roster_[(roster_.month == "2026-02") & roster_.person_id.isin(judges)]
+    mover = feb.iloc[0]
+    there = roster_[(roster_.month == "2026-02") & (roster_.unit_id != mover.unit_id)].iloc[0]
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(
+            roster.update()
+            .where(roster.c.month == "2026-02", roster.c.person_id == mover.person_id)
+            .values(
+                unit_id=there.unit_id,
+                unit_name=there.unit_name,
+                dept_id=there.dept_id,
+                dept_name=there.dept_name,
+            )
+        )
+    engine.dispose()
+    loaded = {"month": "2026-01", "scheme_ref": "court", "run_id": "batched"}
+    assert score_step(loaded)["months"] == ["2026-01", "2026-02"]
+    at_once = snapshot(url)
+
+    monkeypatch.setenv("KAOHE_BATCH_PEOPLE", "1")  # every unit a batch of its own
+    batches = score_plan_step(loaded)
+    units = [u for b in batches for u in b["units"]]
+    assert len(batches) == len(units) >= 2 and units == sorted(set(roster_.unit_id))
+    parts = [score_batch_step(b) for b in batches]
+    people = table(url, "mart_monthly_score", "where month = '2026-02'")
+    assert sum(p["people"]["2026-02"] for p in parts) == len(people)
+    assert score_finish_step(loaded, parts)["months"] == ["2026-01", "2026-02"]
+    assert snapshot(url) == at_once
+    assert not Path(batches[0]["stage"]).exists()  # the batches' files go once they are in
