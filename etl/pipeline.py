@@ -249,11 +249,10 @@ def score_plan_step(loaded: dict[str, Any], cfg: Settings | None = None) -> list
         plan = plan_batches(engine, scheme, loaded["month"], cfg.batch_people)
     finally:
         engine.dispose()
-    stage = staging_dir(cfg, scheme.id, loaded["month"], loaded.get("run_id", "manual")) / "scores"
+    stage = staging_dir(cfg, scheme.id, loaded["month"], loaded["run_id"]) / "scores"
     shutil.rmtree(stage, ignore_errors=True)
     common = {"scheme_ref": loaded["scheme_ref"], "months": plan["months"], "stage": str(stage)}
-    batches = plan["batches"] or [[]]
-    return [common | {"index": i, "units": units} for i, units in enumerate(batches)]
+    return [common | {"index": i, "units": units} for i, units in enumerate(plan["batches"])]
 
 
 PARTS = ("people", "indicators", "summed", "adjustments")

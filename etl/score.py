@@ -294,9 +294,23 @@ def combine(parts: list[UnitMonth]) -> UnitMonth:
     return UnitMonth(people, cat("indicators"), cat("summed"), cat("adjustments"))
 
 
+def unit_batches(sizes: pd.Series, size: int) -> list[list[str]]:
+    """Whole units in unit order, a new batch once the current one holds `size` or more (people,
+    documents: `sizes` per unit id); a unit larger than that is a batch of its own. Always one
+    batch at least, so a mapped task has something to run. Loops over units, never people."""
+    batches: list[list[str]] = [[]]
+    filled = 0
+    for unit, n in sizes.rename(index=str).sort_index().items():
+        if filled >= size:
+            batches.append([])
+            filled = 0
+        batches[-1].append(unit)
+        filled += int(n)
+    return batches
+
+
 def plan_batches(engine: Engine, scheme: Scheme, month: str, batch_people: int) -> dict[str, Any]:
-    """The months a run of `month` scores, and its units in batches of about `batch_people`
-    people (whole units, in unit order; a unit larger than that is a batch of its own)."""
+    """The months a run of `month` scores, and its units in batches of about `batch_people`."""
     r = roster.c
     with reading(engine) as read:
         months = months_to_score(read, scheme.id, month)
@@ -304,28 +318,22 @@ def plan_batches(engine: Engine, scheme: Scheme, month: str, batch_people: int) 
             sa.select(r.unit_id, sa.func.count().label("people"))
             .where(r.scheme_id == scheme.id, r.month.in_(months))
             .group_by(r.unit_id)
-            .order_by(r.unit_id)
         )
-    batches: list[list[str]] = []
-    filled = batch_people
-    for unit, people in zip(sizes["unit_id"].astype(str), sizes["people"], strict=True):
-        if filled >= batch_people:
-            batches.append([])
-            filled = 0
-        batches[-1].append(unit)
-        filled += int(people)
-    return {"months": months, "batches": batches}
+    return {
+        "months": months,
+        "batches": unit_batches(sizes.set_index("unit_id")["people"], batch_people),
+    }
 
 
-def _survey_inputs(read: Reader, sid: str, months: list[str]) -> dict[str, pd.DataFrame]:
+def _survey_inputs(read: Reader, sid: str, months: list[str]) -> dict[str, Any]:
     v = survey_response
-    jobs: dict[str, Callable[[], pd.DataFrame]] = {
+    jobs: dict[str, Callable[[], Any]] = {
         "surveys": lambda: read.frame(
             v, v.c.scheme_id == sid, v.c.month.in_(months) | v.c.period.in_(months), columns=RATINGS
         ),
         "rounds": lambda: delivered_rounds(read, sid, months),
         "published": lambda: published(read, sid, months),
-        "closed": lambda: pd.DataFrame({"period": closed_periods(read, sid)}),
+        "closed": lambda: closed_periods(read, sid),
     }
     return read.all(jobs, READERS)
 
@@ -339,7 +347,7 @@ def finish_months(
     must be closed again."""
     with reading(engine) as read:
         data = _survey_inputs(read, scheme.id, months)
-    closed = data["closed"]["period"].tolist()
+    closed = data["closed"]
     summary: dict[str, Any] = {"months": months, "people": {}}
     with writing(engine) as out:  # each mart is written while the next is computed
         rated, relations = survey_scores(data.pop("surveys"), scheme)  # freed once scored

@@ -557,17 +557,15 @@ def render(
 
 
 def pdf_batches(jobs: list[tuple[Path, Path, str]], size: int) -> list[list[list[str]]]:
-    """The documents' (html, pdf) files in batches of whole units of about `size` documents, in
-    unit order; always at least one batch, so a mapped task has something to run."""
-    by_unit: dict[str, list[list[str]]] = {}
-    for html, pdf, unit in jobs:
-        by_unit.setdefault(unit, []).append([str(html), str(pdf)])
-    batches: list[list[list[str]]] = [[]]
-    for unit in sorted(by_unit):
-        if len(batches[-1]) >= size:
-            batches.append([])
-        batches[-1].extend(by_unit[unit])
-    return batches
+    """The documents' (html, pdf) files in unit batches of about `size` documents (unit_batches)."""
+    from etl.score import unit_batches
+
+    if not jobs:
+        return [[]]
+    files = pd.DataFrame(jobs, columns=["html", "pdf", "unit"]).astype(str)
+    units = unit_batches(files.groupby("unit").size(), size)
+    batch = files["unit"].map({u: i for i, us in enumerate(units) for u in us})
+    return [g.to_numpy().tolist() for _, g in files.groupby(batch, sort=True)[["html", "pdf"]]]
 
 
 def write_pdfs_of(files: list[list[str]], workers: int | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from etl.bulk import bulk_read, reading
@@ -17,7 +18,7 @@ from etl.pipeline import (
     score_plan_step,
     score_step,
 )
-from etl.score import _aggregated_history
+from etl.score import _aggregated_history, unit_batches
 from etl.warehouse import (
     attendance,
     attendance_month,
@@ -26,6 +27,7 @@ from etl.warehouse import (
     engine_for,
     roster,
 )
+from reports.publish import pdf_batches
 from scoring.measures import attendance_counts, case_measures
 from scoring.numbers import quota
 from scoring.scheme import SCHEME_DIR as ROOT_SCHEMES
@@ -231,3 +233,16 @@ def test_scoring_by_unit_batches_equals_scoring_everyone_at_once(kaohe, monkeypa
     assert score_finish_step(loaded, parts)["months"] == ["2026-01", "2026-02"]
     assert snapshot(url) == at_once
     assert not Path(batches[0]["stage"]).exists()  # the batches' files go once they are in
+
+
+def test_unit_batches_keep_units_whole_in_unit_order():
+    sizes = pd.Series({"b": 3, "a": 5, "c": 1, "d": 7})
+    # a fills a batch (5 ≥ 5); b, c and d go together: the batch holds 3, then 4 (< 5) when d comes
+    assert unit_batches(sizes, 5) == [["a"], ["b", "c", "d"]]
+    assert unit_batches(sizes, 1) == [["a"], ["b"], ["c"], ["d"]]
+    assert unit_batches(sizes.iloc[:0], 5) == [[]]  # a mapped task always has one batch to run
+    docs = [("x", "u2"), ("y", "u1"), ("z", "u2")]
+    jobs = [(Path(f"{n}.html"), Path(f"{n}.pdf"), u) for n, u in docs]
+    by_unit = [[["y.html", "y.pdf"]], [["x.html", "x.pdf"], ["z.html", "z.pdf"]]]
+    assert pdf_batches(jobs, 1) == by_unit
+    assert pdf_batches([], 1) == [[]]
