@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 
 T = TypeVar("T")
 BUSY_MS = 60_000  # wait for another writer as long as the engine does
+CHUNK_ROWS = 200_000  # rows per slice of a bulk insert: large enough to keep the C loops busy
 
 
 def _column(values: pd.Series, kind: sa.types.TypeEngine) -> list[Any]:
@@ -74,7 +75,7 @@ def _arrow_table(df: pd.DataFrame, table: sa.Table, dialect: str = "") -> object
     return pa.table({c: _arrow_column(df[c], table.c[c].type, dialect) for c in df.columns})
 
 
-def _csv(df: pd.DataFrame, table: sa.Table) -> bytes:
+def _csv(df: pd.DataFrame, table: sa.Table) -> memoryview:
     """The frame as COPY CSV, written by Arrow in C++: a null is an empty field, every text value
     is quoted (so an empty text stays empty text), numbers are written to round-trip exactly."""
     import pyarrow as pa
@@ -83,7 +84,7 @@ def _csv(df: pd.DataFrame, table: sa.Table) -> bytes:
     out = pa.BufferOutputStream()
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     pacsv.write_csv(_arrow_table(df, table), out, options)
-    return out.getvalue().to_pybytes()
+    return memoryview(out.getvalue())
 
 
 def _rows(df: pd.DataFrame, table: sa.Table) -> Iterable[tuple]:
@@ -97,8 +98,9 @@ def _columns(table: sa.Table, df: pd.DataFrame) -> list[str]:
 def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
     """Insert a frame on an engine connection, inside the caller's transaction.
 
-    PostgreSQL: COPY (psycopg 3). SQLite: one executemany on the raw connection. A failure rolls
-    back with everything else the transaction holds.
+    PostgreSQL: COPY (psycopg 3). SQLite: executemany on the raw connection. Either way the rows
+    go in slices of CHUNK_ROWS, so the text or Python values of only one slice exist at a time
+    beside the frame. A failure rolls back with everything else the transaction holds.
     """
     if df.empty:
         return 0
@@ -106,17 +108,29 @@ def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
     df = df[cols]
     raw = conn.connection.dbapi_connection
     collist = ", ".join(f'"{c}"' for c in cols)
-    if conn.dialect.name == "postgresql":
-        copy = f'COPY "{table.name}" ({collist}) FROM STDIN (FORMAT csv)'
-        with raw.cursor() as cur, cur.copy(copy) as cp:
-            cp.write(_csv(df, table))
-    elif conn.dialect.name == "sqlite":
-        marks = ", ".join("?" for _ in cols)
-        raw.cursor().executemany(
-            f'INSERT INTO "{table.name}" ({collist}) VALUES ({marks})', _rows(df, table)
-        )
-    else:
+    slices = (df.iloc[i : i + CHUNK_ROWS] for i in range(0, len(df), CHUNK_ROWS))
+    if conn.dialect.name not in ("postgresql", "sqlite"):
         conn.execute(table.insert(), [dict(zip(cols, r, strict=True)) for r in _rows(df, table)])
+        return len(df)
+    try:
+        if conn.dialect.name == "postgresql":
+            copy = f'COPY "{table.name}" ({collist}) FROM STDIN (FORMAT csv)'
+            with raw.cursor() as cur, cur.copy(copy) as cp:
+                for part in slices:
+                    cp.write(_csv(part, table))
+        else:
+            marks = ", ".join("?" for _ in cols)
+            insert = f'INSERT INTO "{table.name}" ({collist}) VALUES ({marks})'
+            cur = raw.cursor()
+            for part in slices:
+                cur.executemany(insert, _rows(part, table))
+    except Exception as exc:
+        # SQLAlchemy does not see what fails on the raw connection: when the server dropped it
+        # (a killed backend, a restart), it is marked invalid here, so that the caller's rollback
+        # does not replace this error, which says why, by "the connection is lost"
+        if conn.dialect.is_disconnect(exc, raw, None):
+            conn.invalidate(exc)
+        raise
     return len(df)
 
 

@@ -11,6 +11,7 @@ import hmac
 import numpy as np
 import pandas as pd
 
+from etl.read import ROW_ERROR
 from etl.sources import COLUMNS
 
 PARSE_ERROR = "_parse_error"
@@ -20,6 +21,14 @@ _DATE = (
 )
 _FLAGS = {"0": 0, "1": 1, "否": 0, "是": 1, "false": 0, "true": 1, "n": 0, "y": 1}
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+# what Excel shows (and a CSV export writes) for a formula that failed: never data, in any column
+EXCEL_ERRORS = frozenset(
+    ["#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA",
+     "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"]
+)  # fmt: skip
+# longest cell taken: a longer one is a paste accident (a whole document in a note), would
+# overflow a printed notice, and Excel itself holds at most 32,767 characters in a cell
+MAX_CELL = 2000
 
 
 def _note(
@@ -93,8 +102,9 @@ def parse_dates(raw: pd.Series) -> pd.Series:
     stamp = pd.to_datetime(
         pd.DataFrame({"year": ymd["y"], "month": ymd["m"], "day": ymd["d"]}), errors="coerce"
     )
-    serial = pd.to_numeric(u.where(u.str.fullmatch(r"\d{5}(?:\.0+)?")), errors="coerce")
-    stamp = stamp.fillna(EXCEL_EPOCH + pd.to_timedelta(serial, unit="D"))
+    # a serial day number; a fraction is the time of day (an Excel date-time as a number)
+    serial = pd.to_numeric(u.where(u.str.fullmatch(r"\d{5}(?:\.\d+)?")), errors="coerce")
+    stamp = stamp.fillna(EXCEL_EPOCH + pd.to_timedelta(np.floor(serial), unit="D"))
     iso = stamp.dt.strftime("%Y-%m-%d").astype(object).where(stamp.notna(), None)
     return pd.Series(iso.to_numpy()[codes] if len(uniq) else [], index=raw.index, dtype=object)
 
@@ -112,25 +122,42 @@ def coerce(
     """
     out = frame.copy(deep=False)
     errors: pd.Series | None = None  # the reasons of unreadable cells, once there is one
+    if ROW_ERROR in frame:  # a row wider than its header: said first, then its cells
+        codes, texts = _distinct(frame[ROW_ERROR])
+        if texts.ne("").any():
+            errors = _spread(texts, codes, frame.index, object)
     for col in COLUMNS[source]:
         raw = frame[col.name]
         codes, u = _distinct(raw)
         blank = u.eq("")
+        # never a value, whatever the column's type: said as what they are (but a rater key is
+        # opaque, only ever hashed, and must not be quoted in a reason)
+        opaque = col.name == "rater_key"
+        failed = u.isin(EXCEL_ERRORS) & ~opaque
+        too_long = u.str.len().gt(MAX_CELL) & ~opaque
+        for odd, what in (
+            (failed, "is an Excel error value, not data"),
+            (too_long, f"is longer than the {MAX_CELL} characters a cell may hold"),
+        ):
+            if odd.any():
+                bad = _spread(odd, codes, frame.index, bool)
+                errors = _note(errors, bad, col.name, raw, what)
+        unreadable = failed | too_long
         what = None
         if col.kind in ("number", "integer"):
-            val = pd.to_numeric(u.where(~blank), errors="coerce").astype(float)
-            bad = ~blank & val.isna()
+            val = pd.to_numeric(u.where(~blank & ~unreadable), errors="coerce").astype(float)
+            bad = ~blank & ~unreadable & val.isna()
             if col.kind == "integer":
                 bad |= val.notna() & (val % 1 != 0)
             what = "is not a number" if col.kind == "number" else "is not a whole number"
             out[col.name] = _spread(val.where(~bad), codes, frame.index, "float64")
         elif col.kind == "date":
             val = parse_dates(u)
-            bad, what = ~blank & val.isna(), "is not a date"
+            bad, what = ~blank & ~unreadable & val.isna(), "is not a date"
             out[col.name] = _spread_text(val, codes, frame.index)
         elif col.kind == "flag":
             val = u.str.lower().map(_FLAGS).astype(float)
-            bad, what = ~blank & val.isna(), "is not 0 or 1"
+            bad, what = ~blank & ~unreadable & val.isna(), "is not 0 or 1"
             out[col.name] = _spread(val, codes, frame.index, "Int64")
         elif col.kind == "enum":
             val = u.map(col.labels).fillna(u).where(~blank, None)
@@ -168,7 +195,7 @@ def _survey_scores(
     codes, u = _distinct(raw)
     num = pd.to_numeric(u.where(u.ne("")), errors="coerce").astype(float)
     lvl = u.map(levels).astype(float)
-    bad = u.ne("") & num.isna() & lvl.isna()
+    bad = u.ne("") & num.isna() & lvl.isna() & ~u.isin(EXCEL_ERRORS) & u.str.len().le(MAX_CELL)
     if bad.any():
         bad = _spread(bad, codes, frame.index, bool)
         errors = _note(errors, bad, "score", raw, "is neither a number nor a level of the scheme")

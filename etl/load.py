@@ -8,6 +8,8 @@ never overwrites a later state.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -48,30 +50,37 @@ def _drop_current(conn: Connection, scheme_id: str, month: str) -> None:
     )
 
 
+# what scoring needs of a source's rows, kept beside them
+SUMMARY: dict[str, tuple[sa.Table, Callable[[pd.DataFrame], pd.DataFrame]]] = {
+    "attendance": (attendance_month, attendance_counts),
+    "cases": (case_month, look_back_counts),
+}
+
+
 def load_month(
     engine: Engine,
     scheme_id: str,
     month: str,
-    accepted: dict[str, pd.DataFrame],
+    accepted: Mapping[str, pd.DataFrame],
     quarantine: pd.DataFrame,
     files: pd.DataFrame,
 ) -> dict[str, int]:
-    """Replace the month in every source table, the quarantine and the loaded-file record."""
+    """Replace the month in every source table, the quarantine and the loaded-file record.
+
+    Each source is taken from `accepted` once and let go once written, so a lazy mapping (the
+    staged files) keeps only one source in memory: a province month is millions of rows a source.
+    """
     counts: dict[str, int] = {}
     with engine.begin() as conn:
         _drop_current(conn, scheme_id, month)  # cases the month held before this load
         for source, table in SOURCE_TABLE.items():
             rows = accepted.get(source)
-            if rows is None:
-                rows = pd.DataFrame(columns=[c.name for c in table.columns])
             counts[source] = _replace_month(conn, table, scheme_id, month, rows)
-        for table, source, count in (
-            (attendance_month, "attendance", attendance_counts),
-            (case_month, "cases", look_back_counts),
-        ):  # what scoring needs of the rows, kept beside them
-            rows = accepted.get(source)
-            kept = None if rows is None or rows.empty else count(rows.assign(month=month))
-            _replace_month(conn, table, scheme_id, month, kept)
+            if source in SUMMARY:
+                summary, count = SUMMARY[source]
+                kept = None if rows is None or rows.empty else count(rows.assign(month=month))
+                _replace_month(conn, summary, scheme_id, month, kept)
+            del rows
         _drop_current(conn, scheme_id, month)  # and those it holds now
         _restore_current(conn, scheme_id)
         counts["quarantine"] = _replace_month(conn, mart_quarantine, scheme_id, month, quarantine)

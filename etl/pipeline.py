@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
+from etl import lock
 from etl.config import Settings, rater_secret, settings
 from etl.connectors import connector_from_config
 from etl.landing import land
@@ -37,6 +39,9 @@ from scoring.timeline import parse_period, periods_ending
 
 class SourceRejected(Exception):
     """A source failed validation: nothing of the month is loaded. Not worth a retry."""
+
+
+MONTHLY = "kaohe_monthly"
 
 
 def month_of(
@@ -94,7 +99,8 @@ def land_step(
     scheme = load_scheme(scheme_ref or cfg.scheme)
     engine = engine_for(cfg.warehouse_url)
     try:
-        start_run(engine, run_id, dag_id, scheme.id, month)
+        lock.take(engine, scheme.id, month, run_id, dag_id)  # before the run log: a run
+        start_run(engine, run_id, dag_id, scheme.id, month)  # turned away leaves no trace
         extracts, skipped = connector_from_config(cfg.connector, cfg.inbox).fetch(month)
         used, notes = land(extracts, month, scheme.id, run_id, cfg.archive, engine, reland)
         record_run(engine, run_id, source_checksums={u.name: u.sha256 for u in used})
@@ -130,11 +136,28 @@ def _feather(frame: pd.DataFrame, path: Path) -> None:
     frame.reset_index(drop=True).to_feather(path, compression="uncompressed")
 
 
-def read_stage(stage: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
-    """The accepted rows per source, the quarantine and the file list that write_stage kept."""
-    accepted = {p.stem: pd.read_feather(p) for p in stage.glob("[!_]*.arrow")}
+class StagedRows(Mapping[str, pd.DataFrame]):
+    """The accepted rows per source, read from the stage each time a source is asked for and held
+    by no one here: the load takes one source at a time, so only that one is in memory."""
+
+    def __init__(self, stage: Path) -> None:
+        self._files = {p.stem: p for p in sorted(stage.glob("[!_]*.arrow"))}
+
+    def __getitem__(self, source: str) -> pd.DataFrame:
+        return pd.read_feather(self._files[source])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+def read_stage(stage: Path) -> tuple[StagedRows, pd.DataFrame, pd.DataFrame]:
+    """The accepted rows per source (read lazily), the quarantine and the file list that
+    write_stage kept."""
     return (
-        accepted,
+        StagedRows(stage),
         pd.read_feather(stage / "_quarantine.arrow"),
         pd.read_feather(stage / "_files.arrow"),
     )
@@ -152,6 +175,7 @@ def validate_step(manifest: dict[str, Any], cfg: Settings | None = None) -> dict
     rows_q = sum(r.rows_quarantined for r in result.reports.values())
     engine = engine_for(cfg.warehouse_url)
     try:
+        lock.take(engine, scheme.id, month, run_id, MONTHLY)
         if result.rejected:
             message = "; ".join(
                 f"{r.source} rejected: " + " | ".join(r.problems) for r in result.rejected
@@ -165,6 +189,7 @@ def validate_step(manifest: dict[str, Any], cfg: Settings | None = None) -> dict
                 rows_quarantined=rows_q,
                 message=message,
             )
+            lock.free(engine, scheme.id, month, run_id)
             raise SourceRejected(
                 f"{month}: {message}. Nothing of {month} was loaded; the "
                 f"validation report is {docs / 'index.html'}"
@@ -192,9 +217,9 @@ def load_step(validation: dict[str, Any], cfg: Settings | None = None) -> dict[s
     accepted, quarantine, files = read_stage(stage)
     engine = engine_for(cfg.warehouse_url)
     try:
-        counts = load_month(
-            engine, validation["scheme_id"], validation["month"], accepted, quarantine, files
-        )
+        scheme_id, month = validation["scheme_id"], validation["month"]
+        lock.take(engine, scheme_id, month, validation["run_id"], MONTHLY)
+        counts = load_month(engine, scheme_id, month, accepted, quarantine, files)
         record_run(engine, validation["run_id"], status="success", finished_at=_now())
     finally:
         engine.dispose()
@@ -233,7 +258,9 @@ def score_step(loaded: dict[str, Any], cfg: Settings | None = None) -> dict[str,
     scheme = load_scheme(loaded["scheme_ref"])
     engine = engine_for(cfg.warehouse_url)
     try:
+        lock.take(engine, scheme.id, loaded["month"], loaded["run_id"], MONTHLY)
         summary = score_months(engine, scheme, loaded["month"])
+        lock.free(engine, scheme.id, loaded["month"], loaded["run_id"])
     finally:
         engine.dispose()
     return _scored(loaded, scheme, summary)
@@ -246,6 +273,7 @@ def score_plan_step(loaded: dict[str, Any], cfg: Settings | None = None) -> list
     scheme = load_scheme(loaded["scheme_ref"])
     engine = engine_for(cfg.warehouse_url)
     try:
+        lock.take(engine, scheme.id, loaded["month"], loaded["run_id"], MONTHLY)
         plan = plan_batches(engine, scheme, loaded["month"], cfg.batch_people)
     finally:
         engine.dispose()
@@ -300,7 +328,9 @@ def score_finish_step(
     }
     engine = engine_for(cfg.warehouse_url)
     try:
+        lock.take(engine, scheme.id, loaded["month"], loaded["run_id"], MONTHLY)
         summary = finish_months(engine, scheme, months, parts)
+        lock.free(engine, scheme.id, loaded["month"], loaded["run_id"])
     finally:
         engine.dispose()
     if folders:
@@ -316,8 +346,12 @@ def close_step(
     scheme = load_scheme(scheme_ref or cfg.scheme)
     engine = engine_for(cfg.warehouse_url)
     try:
+        lock.take(engine, scheme.id, period, run_id, "kaohe_period_close")
         start_run(engine, run_id, "kaohe_period_close", scheme.id, period)
-        summary = close_period_in_warehouse(engine, scheme, period)
+        try:
+            summary = close_period_in_warehouse(engine, scheme, period)
+        finally:  # one step: nothing of the period is held between tasks
+            lock.free(engine, scheme.id, period, run_id)
         note = "; ".join(summary["messages"]) or None
         if summary["months_missing"]:
             note = f"months not scored: {', '.join(summary['months_missing'])}" + (
@@ -348,6 +382,7 @@ def fail_run(run_id: str, message: str, cfg: Settings | None = None) -> None:
                 .where(mart_run.c.run_id == run_id, mart_run.c.status == "running")
                 .values(status="failed", finished_at=_now(), message=message[:2000])
             )
+            lock.free_run(conn, run_id)
     finally:
         engine.dispose()
 
@@ -359,9 +394,17 @@ def run_month(
     reland: bool = False,
     cfg: Settings | None = None,
 ) -> dict[str, Any]:
-    """The whole intake in one process (tests, benchmarks): what the DAG's three tasks do."""
+    """The intake in one process (tests, benchmarks): what the DAG's land, validate and load do.
+    The month is free again afterwards, and a `score_step` of it takes it anew."""
+    cfg = cfg or settings()
     manifest = land_step(month, run_id, scheme_ref=scheme_ref, reland=reland, cfg=cfg)
-    return load_step(validate_step(json.loads(json.dumps(manifest)), cfg), cfg)
+    loaded = load_step(validate_step(json.loads(json.dumps(manifest)), cfg), cfg)
+    engine = engine_for(cfg.warehouse_url)
+    try:
+        lock.free(engine, manifest["scheme_id"], month, run_id)
+    finally:
+        engine.dispose()
+    return loaded
 
 
 def due_periods(

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl.bulk import Reader, Writer, reading, writing
+from etl.explain import scheme_items
 from etl.warehouse import adjustment as adjustment_table
 from etl.warehouse import (
     attendance,
@@ -33,6 +34,7 @@ from etl.warehouse import (
     nomination,
     published_result,
     roster,
+    scheme_item,
     survey_response,
 )
 from scoring.measures import (
@@ -361,6 +363,8 @@ def finish_months(
             s.scheme_id == scheme.id,
             s.month.in_(months) | s.survey_id.in_(data["rounds"]["survey_id"].unique().tolist()),
         )
+        items = scheme_items(scheme).assign(scheme_id=scheme.id)
+        out.replace(scheme_item, items, scheme_item.c.scheme_id == scheme.id)
         for m in months:
             result = month_totals(parts.pop(m), rated[rated["period"] == m], scheme)
             key = {"scheme_id": scheme.id, "month": m}

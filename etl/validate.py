@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.coerce import coerce
-from etl.read import FILE, LINE, UnreadableFile, concat, to_frame
+from etl.read import FILE, LINE, ROW_ERROR, UnreadableFile, concat, to_frame
 from etl.sources import REQUIRED_SOURCES, SOURCES
 from scoring.scheme import Scheme
 
@@ -321,8 +321,10 @@ def validate_month(
 
 
 def _quarantine_rows(source: str, raw: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
-    """The rows set aside, as delivered (rater keys never: they stay in the landing zone)."""
-    shown = raw.drop(columns=[LINE, FILE] + (["rater_key"] if source == "surveys" else []))
+    """The rows set aside, as delivered (rater keys never: they stay in the landing zone; cells
+    beyond the header are quoted in the reason)."""
+    hidden = [LINE, FILE, ROW_ERROR] + (["rater_key"] if source == "surveys" else [])
+    shown = raw.drop(columns=hidden)
     return pd.DataFrame(
         {
             "source": source,

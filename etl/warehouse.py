@@ -203,6 +203,25 @@ mart_run = sa.Table(
     sa.Column("source_checksums", sa.JSON),
     sa.Column("message", T),
 )
+scheme_item = sa.Table(  # what each indicator measures, which items feed a survey component
+    "scheme_item",
+    md,
+    _key("scheme_id"),
+    _key("component_id"),
+    _key("item_id"),
+    sa.Column("kind", T, nullable=False),  # indicator | survey_item
+    sa.Column("measure", T),
+)
+run_lock = sa.Table(  # which run holds a month or period of a scheme (etl/lock.py)
+    "run_lock",
+    md,
+    _key("scheme_id"),
+    _key("subject"),  # YYYY-MM, or a period: YYYY-Qn, YYYY-H1/H2, YYYY
+    sa.Column("run_id", T, nullable=False),
+    sa.Column("dag_id", T, nullable=False),
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("renewed_at", sa.DateTime(timezone=True), nullable=False),
+)
 sa.Index("ix_attendance_person", attendance.c.scheme_id, attendance.c.person_id, attendance.c.month)
 sa.Index(
     "ix_case_snapshot_case",
@@ -436,4 +455,7 @@ def engine_for(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
+    from etl.explain import create_views  # the views read these tables
+
     md.create_all(engine)
+    create_views(engine)

@@ -235,11 +235,16 @@ def _display_width(text: str) -> int:
 
 
 def _put_text(cell, text: str) -> None:
-    """Store ``text`` as a string cell: openpyxl would make '=…' a formula otherwise. Control
-    characters XML cannot hold (an Alt-Enter pasted from another sheet is fine, \x01 is not)
-    become spaces, so one odd name never stops a unit's table."""
+    """Store ``text`` as a string cell: openpyxl would make '=…' a formula otherwise. A text
+    that starts like a formula (= + - @ tab CR) also gets Excel's quote prefix, what Excel itself
+    stores for a cell typed with a leading apostrophe: shown as is, and still text when someone
+    edits the cell and presses Enter (a plain string cell would then turn into the formula).
+    Control characters XML cannot hold (an Alt-Enter pasted from another sheet is fine, \x01 is
+    not) become spaces, so one odd name never stops a unit's table."""
     cell.value = ILLEGAL_CHARACTERS_RE.sub(" ", text)
     cell.data_type = "s"
+    if cell.value.startswith(_FORMULA_START):
+        cell.quotePrefix = True
 
 
 def _version_label(revision: int) -> str:
@@ -278,7 +283,8 @@ def write_xlsx(path: Path, header: BonusHeader, rows: pd.DataFrame) -> Path:
     Layout: title, the header block (方案, 单位, 期间, 奖金池, 分配方式, 版本), an empty row, the
     bold table header (repeated on every printed page, panes frozen below it), one row per
     person and a 合计 row whose amount is a number (a value, not a formula) equal to the pool.
-    Amounts are numbers formatted ¥#,##0.00, weights 0.0000; ids and all texts are string cells.
+    Amounts are numbers formatted ¥#,##0.00, weights 0.0000; ids and all texts are string cells,
+    those that start like a formula with Excel's quote prefix (``_put_text``).
     Raises ValueError, writing nothing, unless the rows sum to ``header.pool_cents`` exactly.
     """
     cents = _checked(header, rows)

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from etl.config import mask_address
 from etl.warehouse import delivery_log
 from reports.files import write_atomic
 
@@ -83,16 +84,6 @@ class Letter:
 
 def valid_address(address: object) -> bool:
     return isinstance(address, str) and ADDRESS.fullmatch(address) is not None
-
-
-def mask_address(address: str | None) -> str:
-    """`zhangsan@example.gov.cn` -> `z***@example.gov.cn`; anything unparsable -> `***`."""
-    if not address or not isinstance(address, str) or address.count("@") != 1:
-        return "***"
-    local, domain = address.strip().split("@")
-    if not domain:
-        return "***"
-    return f"{local[:1] if len(local) > 1 else ''}***@{domain}"
 
 
 def message_id(letter: Letter) -> str:

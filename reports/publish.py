@@ -752,10 +752,21 @@ def deliver_step(
     create_schema(engine)
     try:
         results = pd.read_feather(Path(manifest_file).with_suffix(".results.feather"))
+        letters = letters_of(manifest)
+        # a document whose PDF task did not finish (a full disk) stops delivery before the stage
+        # is kept as gone out: nothing can have gone, so a rerun may still date it anew
+        attached = {a.path for x in letters for a in x.attachments}
+        missing = sorted(str(p) for p in attached if not p.is_file())
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} attachments were never written, nothing was sent: "
+                + ", ".join(missing[:5])
+                + (" …" if len(missing) > 5 else "")
+            )
         snapshot(engine, manifest, results)  # from here on, this stage has gone out
         transport = transport or transport_for(cfg.mail, cfg.output / "outbox")
         sender = cfg.mail_from or getattr(transport, "sender", None) or DEFAULT_SENDER
-        report = deliver(engine, letters_of(manifest), transport, sender=sender)
+        report = deliver(engine, letters, transport, sender=sender)
     finally:
         engine.dispose()
     return {

@@ -267,7 +267,8 @@ def _rater_scores(ratings: _Ratings, corr: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _relation_results(ratings: _Ratings, settings: _Settings, corr: np.ndarray) -> _Level:
     """A relation's score is the mean of its raters' scores; a relation with fewer than
-    min_raters raters (self exempt) is reported but suppressed: its weight becomes 0."""
+    min_raters raters (self exempt) is suppressed: its weight becomes 0 (survey_scores then
+    reports its count without its figures)."""
     rater_rows, rater_corr, rater_raw = _rater_scores(ratings, corr)
     groups, first = _sorted(ratings.packed(RELATION_KEY, rater_rows))
     rows = rater_rows[first]
@@ -307,7 +308,9 @@ def survey_scores(responses: pd.DataFrame, scheme: Scheme) -> tuple[pd.DataFrame
     sorted by that key.
 
     score is the leniency-corrected figure when the component normalises (rater_mean), else equal
-    to score_raw; both are kept so a notice can show what the correction did.
+    to score_raw; both are kept so a notice can show what the correction did. A relation under
+    min_raters (self exempt) is `suppressed`: its raters are counted, its score and score_raw are
+    null.
     """
     settings = _settings(scheme)
     ratings = _ratings(responses, settings)
@@ -323,6 +326,11 @@ def survey_scores(responses: pd.DataFrame, scheme: Scheme) -> tuple[pd.DataFrame
         relations = _relation_results(ratings, settings, corr)
         components = _component_scores(ratings, settings, relations)
     relation_results = relations.frame(ratings, RELATION_KEY, RELATION_COLUMNS[5:])
+    # a suppressed group's figures are never reported, here or in any mart: from one or two
+    # raters they would tell what those raters gave. Its count stays, to say why it is missing.
+    hidden = relation_results["suppressed"].to_numpy(dtype=bool)
+    for col in ("score", "score_raw"):
+        relation_results[col] = relation_results[col].mask(hidden)
     # relation figures keep the kind of number the scores came as (Float64, double[pyarrow]...),
     # as pandas arithmetic on them always did; component scores are plain floats
     kind = (responses["score"].iloc[:0] * np.float64(1)).dtype

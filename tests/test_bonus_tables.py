@@ -212,6 +212,22 @@ def test_xlsx_keeps_ids_and_formula_like_text_as_text(tmp_path):
     assert not [c for row in ws.iter_rows() for c in row if c.data_type == "f"]
 
 
+def test_xlsx_formula_like_text_carries_the_quote_prefix_numbers_stay_numbers(tmp_path):
+    # the quote prefix is what Excel stores for a cell typed as '=…: shown without the quote,
+    # and still text when someone edits the cell and presses Enter
+    rows = example_rows()
+    rows.loc[rows.index[1], "部门"] = "-3"  # text that looks like a negative number
+    ws, head, data, total_row = table(write_xlsx(tmp_path / "b.xlsx", header(), rows))
+    name, dept = data[0][2], data[0][3]
+    assert (name.value, name.quotePrefix) == (EVIL, True)
+    assert (dept.value, dept.quotePrefix) == ("+立案庭", True)
+    assert (data[1][3].value, data[1][3].data_type, data[1][3].quotePrefix) == ("-3", "s", True)
+    assert not data[0][1].quotePrefix and not data[1][2].quotePrefix  # 00123, 欧阳䶮: plain text
+    numbers = [row[c] for row in data for c in (0, COLUMNS.index("权重"), COLUMNS.index(AMOUNT))]
+    assert all(c.data_type == "n" and not c.quotePrefix for c in numbers)
+    assert ws.cell(total_row, COLUMNS.index(AMOUNT) + 1).value == 10_000.0
+
+
 def test_xlsx_control_characters_become_spaces_not_a_failed_table(tmp_path):
     rows = example_rows()
     rows.loc[rows.index[0], "姓名"] = "张\x01三"
@@ -247,12 +263,18 @@ def test_csv_spec_example(tmp_path):
 
 
 def test_csv_injection_quoted_and_ids_kept(tmp_path):
-    rows = read_csv(write_csv(tmp_path / "b.csv", header(), example_rows()))
-    first = dict(zip(CSV_COLUMNS, rows[1], strict=True))
+    rows = example_rows()
+    rows.loc[rows.index[1], "部门"] = "-3"
+    rows.loc[rows.index[2], "部门"] = "@SUM(1+1)*cmd|' /C calc'!A0"
+    out = read_csv(write_csv(tmp_path / "b.csv", header(), rows))
+    first, second, third = (dict(zip(CSV_COLUMNS, r, strict=True)) for r in out[1:4])
     assert first["人员编号"] == "00123"
     assert first["姓名"] == "'" + EVIL
     assert first["部门"] == "'+立案庭"
-    assert first[AMOUNT] == "4285.72" and first["权重"] == "1.5"
+    assert second["部门"] == "'-3"  # a text cell, however numeric it looks
+    assert third["部门"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert first[AMOUNT] == "4285.72" and first["权重"] == "1.5"  # numbers never quoted
+    assert [r["序号"] for r in (first, second, third)] == ["1", "2", "3"]
 
 
 # -- refusing, determinism ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from etl.read import UnreadableFile, concat, to_frame
+from etl.read import ROW_ERROR, UnreadableFile, concat, to_frame
 
 ROSTER_ZH = (
     "工号,姓名,单位编码,单位名称,部门编码,部门,人员类别,岗位系数,邮箱\n"
@@ -60,6 +60,10 @@ def test_missing_required_column_is_reported():
         b"   \n",
         b"\xff\xfe\x00\x01garbage\x80\x81",
         "\ufeff工号,姓名\n".encode() + "张三".encode("gb18030"),  # a BOM, then GB18030
+        b"\xef\xbb\xbf",  # a BOM alone: empty
+        "\ufeff工号,姓名\n".encode("utf-16-le"),  # Excel's Unicode Text
+        "工号,姓名\n".encode("utf-16-le")[2:],  # UTF-16 without a BOM: NUL bytes
+        b"a,b\n1,2,3" + b"x" * 200_000,  # a wide row with a cell past the csv module's limit
     ],
 )
 def test_unreadable_files_raise(data):
@@ -119,3 +123,46 @@ def test_files_of_one_source_concatenate_keeping_categoricals():
     assert isinstance(both["person_id"].dtype, pd.CategoricalDtype)
     assert both["person_id"].tolist() == ["1", "2"] and both["status"].tolist() == ["正常", "迟到"]
     assert both["_file"].tolist() == ["a.csv", "b.csv"] and both["_line"].tolist() == [2, 2]
+
+
+def test_a_row_wider_than_the_header_is_kept_and_says_what_lies_beyond():
+    text = (
+        "工号,日期,考勤结果\n1,2026-03-02,正常\n2,2026-03-02,正常,,\n"
+        "3,2026-03-02,正常,迟到,x\n,,,y\n"
+    )
+    frame, _ = to_frame("attendance", "a.csv", text.encode())
+    assert frame["_line"].tolist() == [2, 3, 4, 5]  # a row with cells beyond only is no blank row
+    errors = frame[ROW_ERROR].tolist()
+    assert errors[:2] == ["", ""]  # empty cells beyond the header are no damage
+    assert errors[2].startswith("5 cells where the header has 3 (beyond it: '迟到 | x')")
+    assert errors[3].startswith("4 cells where the header has 3 (beyond it: 'y')")
+    assert frame["status"].tolist()[2] == "正常"  # the header's columns read as laid out
+
+
+def test_zero_width_characters_are_no_part_of_a_value():
+    text = "\u200b工号,日期\u2060,考勤结果\n0007\u200b,\ufeff2026-03-02,正常\n"
+    frame, missing = to_frame("attendance", "a.csv", text.encode())
+    assert missing == []
+    assert frame.loc[0, ["person_id", "date"]].tolist() == ["0007", "2026-03-02"]
+
+
+def test_gbk_names_that_happen_to_be_utf8_bytes_still_read_as_gbk():
+    # 卢平, 莫梅, 鲁萍: each character's GBK bytes are also a valid UTF-8 character; the file as
+    # a whole is GBK and must not be refused as mixing encodings
+    rows = "".join(
+        f"{i:04d},{n},u1,某县人民法院,d1,民事审判第一庭,一般工作人员\n"
+        for i, n in enumerate(["卢平", "莫梅", "鲁萍"] * 10, start=1)
+    )
+    text = "工号,姓名,单位编码,单位名称,部门编码,部门,人员类别\n" + rows
+    frame, _ = to_frame("roster", "roster.csv", text.encode("gbk"))
+    assert frame["name"].tolist()[:3] == ["卢平", "莫梅", "鲁萍"]
+
+
+def test_an_excel_error_cell_reads_as_its_error_text_not_as_blank():
+    from tests.corpus.make_corpus import sheet, xlsx_bytes
+
+    wb = sheet(["工号", "日期", "事项编码", "分值"], [["0001", "2026-03-05", "praise_city"]])
+    wb.active["D2"] = "=1/0"
+    data = xlsx_bytes(wb, {"D2": ("e", "#DIV/0!")})
+    frame, _ = to_frame("adjustments", "adjustments.xlsx", data)
+    assert frame.loc[0, "points"] == "#DIV/0!"

@@ -43,10 +43,28 @@ def test_negative_survey_weight_and_bad_range_are_refused():
     assert "negative weight for de" in msg and "[low, high]" in msg
 
 
-def test_yaml_cannot_execute_code():
-    text = "id: !!python/object/apply:os.system ['echo owned']\nname: x\n"
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "!!python/object/apply:os.system",
+        "!!python/object/new:subprocess.check_output",
+        "!!python/name:os.system",
+    ],
+)
+def test_yaml_cannot_execute_code(tmp_path, tag):
+    mark = tmp_path / "owned"
+    text = f"id: {tag} ['touch {mark}']\nname: x\n"
     with pytest.raises(SchemeError, match="not valid YAML"):
         parse_scheme(text, "evil.yaml")
+    assert not mark.exists()
+
+
+def test_a_formula_in_a_number_is_text_never_evaluated(tmp_path):
+    mark = tmp_path / "owned"
+    formula = f"__import__('os').system('touch {mark}')"
+    message, line = _refusal("points: 0.5}", f'points: "{formula}"}}')
+    assert f"s.yaml:{line}: adjustments" in message and "points" in message
+    assert not mark.exists()
 
 
 def _refusal(old: str, new: str) -> tuple[str, int]:

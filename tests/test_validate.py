@@ -226,3 +226,18 @@ def test_a_scheme_without_fixed_point_rules_still_checks_its_rows(tmp_path):
     v = validate_month(files, "2026-03", scheme, b"k")
     q = v.quarantine[v.quarantine.source == "adjustments"]
     assert q["line"].tolist() == [42] and "points do not fit" in q["reason"].iloc[0]
+
+
+def test_an_odd_rater_key_is_hashed_like_any_other_and_never_quoted(tmp_path):
+    # Excel error texts and over-long cells are quarantined quoting the cell, in every column
+    # but the rater key: it is opaque, only ever hashed, and no reason may show it
+    head = "survey_id,period,rater_key,relation,ratee_id,item,score\n"
+    rows = [f"s1,2026-Q1,k{i},peer,{i:04d},de,80" for i in range(1, 39)]
+    rows += ["s1,2026-Q1,#N/A,peer,0039,de,80", "s1,2026-Q1," + "秘" * 3000 + ",peer,0040,de,80"]
+    rows.append("s1,2026-Q1,k41,peer,0001,neng,#N/A")  # line 42: a failed formula as the score
+    v = _validate(tmp_path, surveys=head + "\n".join(rows) + "\n")
+    q = v.quarantine[v.quarantine.source == "surveys"]
+    assert q["line"].tolist() == [42]
+    assert q["reason"].iloc[0].startswith("score: '#N/A' is an Excel error value, not data")
+    assert len(v.accepted["surveys"]) == 40
+    assert "秘" not in json.dumps(v.summary(), ensure_ascii=False) + "".join(q["raw"])

@@ -92,29 +92,33 @@ def test_values_survive_the_round_trip(warehouse_url):
     assert r["graded"].tolist() == [True, False]
 
 
+def _roster(n: int, **columns: object) -> pd.DataFrame:
+    """n roster rows of one unit, e-mail and dates empty unless `columns` say otherwise."""
+    base = {
+        "scheme_id": "s",
+        "month": "2026-03",
+        "person_id": [f"{i:05d}" for i in range(n)],
+        "name": "某",
+        "unit_id": "u1",
+        "unit_name": "单位",
+        "dept_id": "d1",
+        "dept_name": "科室",
+        "category": "staff",
+        "post_coefficient": 1.0,
+        "email": None,
+        "active_from": None,
+        "active_to": None,
+        "source_file": "roster.csv",
+        "source_line": range(2, n + 2),
+    }
+    return pd.DataFrame(base | columns)
+
+
 def test_a_column_empty_for_thousands_of_rows_reads_back_as_text(warehouse_url):
     engine = engine_for(warehouse_url)
     create_schema(engine)
     n = 3000
-    rows = pd.DataFrame(
-        {
-            "scheme_id": "s",
-            "month": "2026-03",
-            "person_id": [f"{i:05d}" for i in range(n)],
-            "name": "某",
-            "unit_id": "u1",
-            "unit_name": "单位",
-            "dept_id": "d1",
-            "dept_name": "科室",
-            "category": "staff",
-            "post_coefficient": 1.0,
-            "email": None,  # empty everywhere
-            "active_from": None,
-            "active_to": [None] * (n - 1) + ["2026-03-20"],  # empty but for the last row
-            "source_file": "roster.csv",
-            "source_line": range(2, n + 2),
-        }
-    )
+    rows = _roster(n, active_to=[None] * (n - 1) + ["2026-03-20"])  # empty but for the last row
     with engine.begin() as conn:
         bulk_insert(conn, roster, rows)
     back = bulk_read(engine, roster, columns=["person_id", "email", "active_to"])
@@ -122,6 +126,32 @@ def test_a_column_empty_for_thousands_of_rows_reads_back_as_text(warehouse_url):
     back = back.sort_values("person_id")
     assert back["email"].isna().all() and back["active_to"].iloc[-1] == "2026-03-20"
     assert (back["active_to"].fillna("") >= "").all()  # comparable as text
+
+
+def test_a_frame_of_several_slices_arrives_whole_and_a_bad_last_slice_leaves_nothing(
+    warehouse_url, monkeypatch
+):
+    monkeypatch.setattr("etl.bulk.CHUNK_ROWS", 1000)
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    n = 2500  # three slices, the last one partial
+    rows = _roster(n, post_coefficient=[0.5 + i / 10_000 for i in range(n)])
+    with engine.begin() as conn:
+        assert bulk_insert(conn, roster, rows) == n
+    back = bulk_read(engine, roster, columns=["person_id", "post_coefficient", "source_line"])
+    back = back.sort_values("person_id", ignore_index=True)
+    assert back["person_id"].tolist() == rows["person_id"].tolist()
+    assert back["post_coefficient"].tolist() == rows["post_coefficient"].tolist()
+    assert back["source_line"].tolist() == list(range(2, n + 2))
+
+    again = rows.assign(month="2026-04")
+    again.loc[n - 1, "person_id"] = again.loc[0, "person_id"]  # a duplicate key, in slice three
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        with engine.begin() as conn:
+            bulk_insert(conn, roster, again)
+    months = bulk_read(engine, roster, columns=["month"])["month"].unique().tolist()
+    engine.dispose()
+    assert months == ["2026-03"]  # nothing of April's first two slices stayed
 
 
 def _adjustments(points: list[float]) -> pd.DataFrame:
