@@ -31,6 +31,14 @@ EXCEL_ERRORS = frozenset(
 MAX_CELL = 2000
 
 
+def _not_data(u: pd.Series) -> dict[str, pd.Series]:
+    """Which distinct texts are never a value, whatever the column's type, by what they are."""
+    return {
+        "is an Excel error value, not data": u.isin(EXCEL_ERRORS),
+        f"is longer than the {MAX_CELL} characters a cell may hold": u.str.len().gt(MAX_CELL),
+    }
+
+
 def _note(
     errors: pd.Series | None, bad: pd.Series, col: str, raw: pd.Series, what: str
 ) -> pd.Series:
@@ -132,17 +140,13 @@ def coerce(
         blank = u.eq("")
         # never a value, whatever the column's type: said as what they are (but a rater key is
         # opaque, only ever hashed, and must not be quoted in a reason)
-        opaque = col.name == "rater_key"
-        failed = u.isin(EXCEL_ERRORS) & ~opaque
-        too_long = u.str.len().gt(MAX_CELL) & ~opaque
-        for odd, what in (
-            (failed, "is an Excel error value, not data"),
-            (too_long, f"is longer than the {MAX_CELL} characters a cell may hold"),
-        ):
-            if odd.any():
-                bad = _spread(odd, codes, frame.index, bool)
-                errors = _note(errors, bad, col.name, raw, what)
-        unreadable = failed | too_long
+        unreadable = pd.Series(False, index=u.index)
+        if col.name != "rater_key":
+            for what, odd in _not_data(u).items():
+                if odd.any():
+                    bad = _spread(odd, codes, frame.index, bool)
+                    errors = _note(errors, bad, col.name, raw, what)
+                    unreadable |= odd
         what = None
         if col.kind in ("number", "integer"):
             val = pd.to_numeric(u.where(~blank & ~unreadable), errors="coerce").astype(float)
@@ -195,7 +199,9 @@ def _survey_scores(
     codes, u = _distinct(raw)
     num = pd.to_numeric(u.where(u.ne("")), errors="coerce").astype(float)
     lvl = u.map(levels).astype(float)
-    bad = u.ne("") & num.isna() & lvl.isna() & ~u.isin(EXCEL_ERRORS) & u.str.len().le(MAX_CELL)
+    bad = u.ne("") & num.isna() & lvl.isna()
+    for odd in _not_data(u).values():  # already said by `coerce`
+        bad &= ~odd
     if bad.any():
         bad = _spread(bad, codes, frame.index, bool)
         errors = _note(errors, bad, "score", raw, "is neither a number nor a level of the scheme")

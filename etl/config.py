@@ -37,10 +37,11 @@ class Settings:
     batch_people: int  # people per unit batch of the mapped scoring and rendering
 
     def __repr__(self) -> str:
-        """The warehouse URL without its password: a Settings in a log or a traceback is safe."""
-        shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        shown["warehouse_url"] = shown_url(self.warehouse_url)
-        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+        """No password of the warehouse URL or a connector's URL: a Settings in a log or a
+        traceback is safe."""
+        hidden = _secrets_of(self)
+        shown = (f"{f.name}={_urls_shown(getattr(self, f.name), hidden)!r}" for f in fields(self))
+        return "Settings(" + ", ".join(shown) + ")"
 
     @property
     def archive(self) -> Path:
@@ -113,11 +114,13 @@ def url_secrets(url: str | None) -> list[str]:
     return sorted({password, unquote(password)}) if password else []
 
 
-def shown_url(url: str) -> str:
-    """`postgresql://kaohe:***@db/kaohe`: a URL as a log line or a repr may show it."""
-    for secret in url_secrets(url):
-        url = url.replace(f":{secret}@", ":***@")
-    return url
+def _urls_shown(value: Any, passwords: list[str]) -> Any:
+    """`postgresql://kaohe:***@db/kaohe`: the URLs in a value (a URL, a connector's JSON) as a
+    log line or a repr may show them."""
+    if isinstance(value, str):
+        for secret in passwords:
+            value = value.replace(f":{secret}@", ":***@")
+    return value
 
 
 def _connector_urls(spec: str) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Asset, Param
 
-from etl.config import pii_masked
+from etl.config import pii_masked, redact
 
 # updated by kaohe_monthly when periods are due for closing; extra: {"scheme", "periods"}
 PERIODS_DUE = Asset(name="kaohe_periods_due", uri="kaohe://periods-due")
@@ -17,7 +17,6 @@ PERIODS_DUE = Asset(name="kaohe_periods_due", uri="kaohe://periods-due")
 def mark_failed(context: Any) -> None:
     """on_failure_callback: the run's row in mart_run says failed, with the task and the error,
     any password in the error replaced by *** (the task log masks it; mart_run is ours to)."""
-    from etl.config import redact
     from etl.pipeline import fail_run
 
     fail_run(context["run_id"], redact(f"{context['ti'].task_id}: {context.get('exception')}"))

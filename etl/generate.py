@@ -23,7 +23,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +46,8 @@ from etl.sample_profile import (
 )
 
 if TYPE_CHECKING:
+    from openpyxl import Workbook
+
     from scoring.scheme import Scheme
 
 
@@ -153,7 +155,6 @@ REASONS = {
 NO_DATE = np.int64(-(10**9))  # sentinel day number for an empty date
 EPOCH = dt.date(1970, 1, 1).toordinal()
 FIXED_TIME = dt.datetime(2026, 1, 1)
-ZIP_TIME = (2026, 1, 1, 0, 0, 0)
 # cases filed up to two years before the first month may still be pending in it
 BACKLOG_DAYS = 730
 
@@ -1093,24 +1094,35 @@ def nominations(
 
 
 # --- writing -------------------------------------------------------------------------------------
-def _normalised_zip(data: bytes) -> bytes:
-    """openpyxl stamps the save time into core.xml and every zip entry; pin both so bytes repeat."""
+def workbook_bytes(
+    wb: Workbook,
+    creator: str = "kaohe",
+    when: dt.datetime = FIXED_TIME,
+    change: Mapping[str, Callable[[bytes], bytes]] | None = None,
+) -> bytes:
+    """An openpyxl workbook's bytes, the same on every run: openpyxl stamps the save time into
+    core.xml and every zip entry, so both are pinned to `when`. `change` rewrites parts by name
+    on the way (what openpyxl will not write: a formula's cached value, a damaged part)."""
+    wb.properties.creator = creator
+    wb.properties.created = wb.properties.modified = when
+    saved = io.BytesIO()
+    wb.save(saved)
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
     out = io.BytesIO()
     with (
-        zipfile.ZipFile(io.BytesIO(data)) as zin,
+        zipfile.ZipFile(saved) as zin,
         zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout,
     ):
         for info in zin.infolist():
             body = zin.read(info)
             if info.filename == "docProps/core.xml":
                 body = re.sub(
-                    rb"(<dcterms:(created|modified)[^>]*>)[^<]*",
-                    rb"\g<1>2026-01-01T00:00:00Z",
-                    body,
+                    rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*", rb"\g<1>" + stamp, body
                 )
-            entry = zipfile.ZipInfo(info.filename, date_time=ZIP_TIME)
+            if change and info.filename in change:
+                body = change[info.filename](body)
+            entry = zipfile.ZipInfo(info.filename, date_time=when.timetuple()[:6])
             entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.external_attr = info.external_attr
             zout.writestr(entry, body)
     return out.getvalue()
 
@@ -1123,11 +1135,7 @@ def write_xlsx(path: Path, header: Sequence[str], rows: Iterable[Sequence[object
     ws.append(list(header))
     for row in rows:
         ws.append(list(row))
-    wb.properties.creator = "kaohe"
-    wb.properties.created = wb.properties.modified = FIXED_TIME
-    buf = io.BytesIO()
-    wb.save(buf)
-    path.write_bytes(_normalised_zip(buf.getvalue()))
+    path.write_bytes(workbook_bytes(wb))
 
 
 def _write_adjustments(path: Path, org: Org, frame: pd.DataFrame) -> None:

@@ -19,7 +19,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from etl.warehouse import create_schema, mart_run, run_lock
+from etl.warehouse import mart_run, run_lock
 
 LEASE = dt.timedelta(hours=6)  # far longer than any one step of a province month
 ENDED = ("failed", "rejected")  # run-log states after which a run takes no further step
@@ -39,8 +39,8 @@ def _aware(t: dt.datetime) -> dt.datetime:
 
 
 def take(engine: Engine, scheme_id: str, subject: str, run_id: str, dag_id: str) -> None:
-    """Take or renew the hold of `run_id` on the scheme's month or period, else raise MonthBusy."""
-    create_schema(engine)
+    """Take or renew the hold of `run_id` on the scheme's month or period, else raise MonthBusy.
+    The schema must exist (the first step of a run creates it)."""
     key = (run_lock.c.scheme_id == scheme_id, run_lock.c.subject == subject)
     for _ in range(3):  # another run may take or free the hold between our statements
         now = _now()

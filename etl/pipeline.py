@@ -73,8 +73,7 @@ def record_run(engine: sa.Engine, run_id: str, **values: Any) -> None:
 
 
 def start_run(engine: sa.Engine, run_id: str, dag_id: str, scheme_id: str, what: str) -> None:
-    """The run's row in mart_run, marked running (a retry resets it)."""
-    create_schema(engine)
+    """The run's row in mart_run, marked running (a retry resets it); the schema must exist."""
     record_run(
         engine,
         run_id,
@@ -99,6 +98,7 @@ def land_step(
     scheme = load_scheme(scheme_ref or cfg.scheme)
     engine = engine_for(cfg.warehouse_url)
     try:
+        create_schema(engine)
         lock.take(engine, scheme.id, month, run_id, dag_id)  # before the run log: a run
         start_run(engine, run_id, dag_id, scheme.id, month)  # turned away leaves no trace
         extracts, skipped = connector_from_config(cfg.connector, cfg.inbox).fetch(month)
@@ -346,6 +346,7 @@ def close_step(
     scheme = load_scheme(scheme_ref or cfg.scheme)
     engine = engine_for(cfg.warehouse_url)
     try:
+        create_schema(engine)
         lock.take(engine, scheme.id, period, run_id, "kaohe_period_close")
         start_run(engine, run_id, "kaohe_period_close", scheme.id, period)
         try:

@@ -26,6 +26,7 @@ import re
 import unicodedata
 import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from decimal import Decimal
 
 import numpy as np
@@ -303,17 +304,12 @@ def _xlsx_grid(data: bytes) -> pd.DataFrame:
             for m in wb.sheets_metadata
             if m.typ == SheetTypeEnum.WorkSheet and m.visible == SheetVisibleEnum.Visible
         ]
-        if not shown:
-            raise UnreadableFile("the workbook has no visible worksheet")
-        sheet = wb.get_sheet_by_name(shown[0])
-        rows = sheet.to_python(skip_empty_area=False)
-        merged = sheet.merged_cell_ranges or []
-    except UnreadableFile:
-        raise
     except Exception as exc:  # calamine raises its own error types for every kind of damage
         raise UnreadableFile(_workbook_problem(exc)) from exc
-    if not rows:
-        raise UnreadableFile(f"its first visible sheet, '{shown[0]}', is empty")
+    if not shown:
+        raise UnreadableFile("the workbook has no visible worksheet")
+    # before calamine reads the sheet: its XML and its cells are never in memory together, and
+    # a workbook refused for its formulas is not read at all
     uncached, errors = _formula_cells(data, shown[0])
     if uncached:
         raise UnreadableFile(
@@ -321,7 +317,15 @@ def _xlsx_grid(data: bytes) -> pd.DataFrame:
             "the file was written by a program, not saved by Excel or WPS; open it in Excel or "
             "WPS and save it again"
         )
-    grid = pd.DataFrame([[cell_text(v) for v in row] for row in rows], dtype=object)
+    try:
+        sheet = wb.get_sheet_by_name(shown[0])
+        rows = sheet.to_python(skip_empty_area=False)
+        merged = sheet.merged_cell_ranges or []
+    except Exception as exc:
+        raise UnreadableFile(_workbook_problem(exc)) from exc
+    if not rows:
+        raise UnreadableFile(f"its first visible sheet, '{shown[0]}', is empty")
+    grid = _cell_texts(rows)
     for (r, c), text in errors.items():
         if r < grid.shape[0] and c < grid.shape[1]:
             grid.iat[r, c] = text
@@ -329,6 +333,18 @@ def _xlsx_grid(data: bytes) -> pd.DataFrame:
         if r0 < grid.shape[0] and c0 < grid.shape[1]:
             grid.iloc[r0 : r1 + 1, c0 : c1 + 1] = grid.iat[r0, c0]
     return grid
+
+
+def _cell_texts(rows: list[list[object]]) -> pd.DataFrame:
+    """calamine's typed cells as `cell_text` gives them, computed once per distinct value of a
+    column (values equal in Python, 1, 1.0 and True, have one text)."""
+    typed = pd.DataFrame(rows, dtype=object)
+    out = {}
+    for c in typed.columns:
+        codes, uniques = pd.factorize(typed[c].to_numpy())
+        texts = [v if type(v) is str else cell_text(v) for v in uniques]
+        out[c] = np.array([*texts, ""], dtype=object)[codes]  # code -1, a None: ''
+    return pd.DataFrame(out, columns=typed.columns, dtype=object)
 
 
 def _workbook_problem(exc: Exception) -> str:
@@ -343,9 +359,22 @@ def _workbook_problem(exc: Exception) -> str:
     return f"not a readable XLSX workbook ({text})"
 
 
+# what a sheet's XML holds only when it has a formula (or a part named alike, such as a data
+# validation's <formula1>), and only when it has an Excel error: without them, nothing to find
+_FORMULA_MARKS = (b"<f", b":f>", b":f ", b":f/")
+_ERROR_MARK = b't="e"'
+_PIECE = 1 << 22  # bytes of a sheet's XML scanned at a time
+
+
+def _marked(xml: bytes) -> bool:
+    return _ERROR_MARK in xml or any(m in xml for m in _FORMULA_MARKS)
+
+
 def _sheet_xml(data: bytes, sheet: str) -> bytes:
-    """The XML of the worksheet named `sheet`; b'' for a workbook not laid out as the standard
-    says (no xl/workbook.xml: then it is taken as calamine read it)."""
+    """The XML of the worksheet named `sheet` if it may hold a formula or an error (the marks),
+    else b''; b'' too for a workbook not laid out as the standard says (no xl/workbook.xml:
+    then it is taken as calamine reads it). Most sheets have neither, so the part is first
+    scanned in pieces, never held whole."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             # two small parts; expat (>= 2.4) caps entity expansion, ElementTree fetches nothing
@@ -359,9 +388,17 @@ def _sheet_xml(data: bytes, sheet: str) -> bytes:
                 if k.endswith("}id")
             )
             target = next(r.get("Target", "") for r in rels if r.get("Id") == rid)
-            return zf.read(target.lstrip("/") if target.startswith("/") else "xl/" + target)
-    except (zipfile.BadZipFile, KeyError, ET.ParseError, StopIteration, OSError):
-        return b""
+            part = target.lstrip("/") if target.startswith("/") else "xl/" + target
+            with zf.open(part) as xml:
+                tail = b""  # the last bytes before `piece`: a mark may be cut between the two
+                while piece := xml.read(_PIECE):
+                    if _marked(piece) or _marked(tail + piece[:8]):
+                        return zf.read(part)
+                    tail = (tail + piece[-8:])[-8:]
+            return b""
+    except (zipfile.BadZipFile, KeyError, ET.ParseError, StopIteration, OSError, EOFError,
+            zlib.error):  # fmt: skip
+        return b""  # damage that calamine then reports
 
 
 def _cell_index(ref: re.Match[bytes]) -> tuple[int, int]:
@@ -380,7 +417,7 @@ def _formula_cells(data: bytes, sheet: str) -> tuple[list[str], dict[tuple[int, 
     XML has a formula or an error at all."""
     xml = _sheet_xml(data, sheet)
     uncached: list[str] = []
-    if b"<f" in xml or b":f>" in xml:
+    if any(m in xml for m in _FORMULA_MARKS):
         for m in _FORMULA_ONLY.finditer(xml):
             if b't="str"' in m.group(1):  # a formula that computed the empty text
                 continue
@@ -389,7 +426,7 @@ def _formula_cells(data: bytes, sheet: str) -> tuple[list[str], dict[tuple[int, 
             if len(uncached) == 3:
                 break
     errors: dict[tuple[int, int], str] = {}
-    if b't="e"' in xml:
+    if _ERROR_MARK in xml:
         for m in _ERROR_CELL.finditer(xml):
             if ref := _REF.search(m.group(1)):
                 errors[_cell_index(ref)] = m.group(2).decode("utf-8", "replace")

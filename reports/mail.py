@@ -17,8 +17,9 @@ Failures are sorted by what a retry can change:
 - the transport itself is unusable (login refused, STARTTLS missing, certificate rejected):
   `TransportError` is raised at once; no letter could go.
 
-Addresses are personal data: logs carry counts and masked addresses (`mask_address`), never a
-full address or the SMTP server's reply text; passwords appear nowhere (not in logs, reprs or
+Addresses are personal data: log lines carry counts and masked addresses (`log_address`;
+KAOHE_MASK_PII=0 shows them, for sample data only), never the SMTP server's reply text; errors and
+reports always mask them (`mask_address`); passwords appear nowhere (not in logs, reprs or
 exception messages).
 """
 
@@ -43,7 +44,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from etl.config import mask_address
+from etl.config import log_address, mask_address
 from etl.warehouse import delivery_log
 from reports.files import write_atomic
 
@@ -597,7 +598,7 @@ def _send_one(
                 log.warning(
                     "mail: %s to %s refused: %s",
                     letter.document,
-                    mask_address(letter.recipient),
+                    log_address(letter.recipient),
                     _brief(exc),
                 )
                 return None
@@ -605,7 +606,7 @@ def _send_one(
             log.warning(
                 "mail: %s to %s, attempt %d of %d: %s",
                 letter.document,
-                mask_address(letter.recipient),
+                log_address(letter.recipient),
                 attempt,
                 attempts,
                 _brief(exc),

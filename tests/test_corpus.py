@@ -9,31 +9,20 @@ source missing would reject the month whatever the case). The files are made by
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from openpyxl import load_workbook
 
 from etl.sources import source_of
 from etl.validate import MonthValidation, validate_month
-from reports.bonus_tables import (
-    COLUMNS,
-    CSV_COLUMNS,
-    SHEET_TITLE,
-    BonusHeader,
-    bonus_rows,
-    write_csv,
-    write_xlsx,
-)
+from reports.bonus_tables import COLUMNS, CSV_COLUMNS, bonus_rows, write_csv, write_xlsx
 from scoring.scheme import load_scheme
 from tests.corpus.make_corpus import INJECTION, cases
+from tests.test_bonus_tables import allocation, header, read_csv, table
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 CLEAN = CORPUS / "clean"
@@ -138,10 +127,20 @@ def test_the_readable_files_together_through_great_expectations(tmp_path):
     files = [_entry(CORPUS / f) for f in readable]
     files += [_entry(CLEAN / f"{s}.csv", s) for s in ("roster", "attendance")]
     v = validate_month(files, MONTH, _scheme(), b"corpus-secret", docs_dir=tmp_path / "docs")
-    assert (tmp_path / "docs" / "index.html").exists()
+    index = (tmp_path / "docs" / "index.html").read_text("utf-8")
     summary = json.loads((tmp_path / "docs" / "summary.json").read_text("utf-8"))
     assert set(summary) == set(v.reports)
+    assert {s: e["status"] for s, e in summary.items()} == {
+        s: r.status for s, r in v.reports.items()
+    }
     assert all(v.reports[s].gx_success is not None for s in ("roster", "attendance", "surveys"))
+    ran = {s for s, r in v.reports.items() if r.gx_success is not None}
+    assert ran == {"roster", "attendance", "cases", "surveys", "adjustments"}
+    assert all(f"validations/kaohe_{s}/" in index for s in ran)  # each run is in the report
+    # and GX fails exactly the sources with rows set aside: it saw the odd values as we did
+    gx = {s: v.reports[s].gx_success for s in ran}
+    assert gx == {s: v.reports[s].rows_quarantined == 0 for s in ran}
+    assert not all(gx.values()) and any(gx.values())
     for text in messages(v):
         assert not PYTHON_ERROR.search(text), text
 
@@ -161,9 +160,9 @@ def test_ids_with_leading_zeros_stay_text_end_to_end(tmp_path):
 
     # and the bonus table finance receives still says 0007
     rows = _bonus_rows(v.accepted["roster"], ["0007"])
-    (first,) = _read_csv(write_csv(tmp_path / "b.csv", _header(len(rows)), rows))[1:-1]
+    (first,) = read_csv(write_csv(tmp_path / "b.csv", header(10_000 * len(rows)), rows))[1:-1]
     assert first[CSV_COLUMNS.index("人员编号")] == "0007"
-    cell = _data_rows(write_xlsx(tmp_path / "b.xlsx", _header(len(rows)), rows))[0][1]
+    cell = table(write_xlsx(tmp_path / "b.xlsx", header(10_000 * len(rows)), rows))[2][0][1]
     assert (cell.value, cell.data_type) == ("0007", "s")
 
 
@@ -219,53 +218,22 @@ def test_csv_injection_is_text_in_and_inert_in_the_bonus_tables(tmp_path):
 
     ids = [f"{i:04d}" for i in range(41, 46)]
     rows = _bonus_rows(validated("roster-csv-injection-names.csv").accepted["roster"], ids)
-    header = _header(len(rows))
-    body = _read_csv(write_csv(tmp_path / "bonus.csv", header, rows))[1:-1]
+    pool = header(10_000 * len(rows))
+    body = read_csv(write_csv(tmp_path / "bonus.csv", pool, rows))[1:-1]
     names = [r[CSV_COLUMNS.index("姓名")] for r in body]
     assert sorted(names) == sorted("'" + p for p in INJECTION)  # a leading quote: no formula
     assert {r[CSV_COLUMNS.index("金额（元）")] for r in body} == {"100.00"}  # numbers untouched
 
-    data = _data_rows(write_xlsx(tmp_path / "bonus.xlsx", header, rows))
+    ws, _, data, _ = table(write_xlsx(tmp_path / "bonus.xlsx", pool, rows))
     cells = [row[COLUMNS.index("姓名")] for row in data]
     assert sorted(c.value for c in cells) == sorted(INJECTION)  # shown as typed
     assert all(c.data_type == "s" and c.quotePrefix for c in cells)  # text, even when edited
     amounts = [row[COLUMNS.index("金额（元）")] for row in data]
     assert all(a.data_type == "n" and a.value == 100.0 for a in amounts)
-    ws = load_workbook(tmp_path / "bonus.xlsx")[SHEET_TITLE]
     assert not [c for row in ws.iter_rows() for c in row if c.data_type == "f"]
 
 
 # --- bonus tables from an accepted roster -------------------------------------------------------
 def _bonus_rows(roster: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
     """¥100.00 for each of `ids`, no grade, weight 1."""
-    alloc = pd.DataFrame(
-        {"unit_id": "u1", "person_id": ids, "grade": None, "weight": 1.0, "amount_cents": 10_000}
-    )
-    return bonus_rows(alloc, roster, {})
-
-
-def _header(people: int) -> BonusHeader:
-    return BonusHeader(
-        scheme_id="demo",
-        scheme_name="示例方案",
-        unit_id="u1",
-        unit_name="某县人民法院",
-        period="2026-Q1",
-        period_label="2026年第一季度",
-        pool_cents=10_000 * people,
-        revision=1,
-        method_label="按等次系数",
-        generated_at=datetime(2026, 4, 5, tzinfo=UTC),
-    )
-
-
-def _read_csv(path: Path) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"))))
-
-
-def _data_rows(path: Path) -> list[tuple]:
-    """The person rows of a bonus workbook: below the header row (序号), above 合计."""
-    ws = load_workbook(path)[SHEET_TITLE]
-    rows = list(ws.iter_rows())
-    head = next(i for i, r in enumerate(rows) if r[0].value == "序号")
-    return [r for r in rows[head + 1 :] if r[0].value != "合计"]
+    return bonus_rows(allocation([(i, None, 1.0, 10_000) for i in ids]), roster, {})

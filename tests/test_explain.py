@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from etl.explain import MEASURE_ROWS
 from etl.generate import generate
@@ -32,15 +31,6 @@ COUNTED = [
     "cases.remand_count",
     "cases.panel_fault_count",
 ]
-
-
-def _view(url: str, name: str) -> pd.DataFrame:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return pd.read_sql(sa.text(f"select * from {name}"), conn)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
@@ -67,7 +57,7 @@ def scored(kaohe):
 
 def test_the_lines_of_each_person_and_month_add_up_to_the_total(scored):
     url, capped, clamped = scored
-    lines = _view(url, "v_score_explanation")
+    lines = table(url, "v_score_explanation")
     monthly = table(url, "mart_monthly_score").set_index(["month", "person_id"])
     rebuilt = lines.groupby(["month", "person_id"])["points"].sum()
     assert rebuilt.index.sort_values().equals(monthly.index.sort_values())  # everybody explained
@@ -91,8 +81,8 @@ def test_the_lines_of_each_person_and_month_add_up_to_the_total(scored):
 
 def test_every_line_leads_to_the_delivered_rows_and_counts_match(scored, kaohe):
     url, capped, _ = scored
-    lines = _view(url, "v_score_explanation")
-    rows = _view(url, "v_score_source")
+    lines = table(url, "v_score_explanation")
+    rows = table(url, "v_score_source")
     assert rows["sha256"].notna().all() and rows["source_line"].notna().all()
     landed = table(url, "landed_file").set_index("sha256")["archive_path"]
     assert set(rows["sha256"]) <= set(landed.index)  # each names archived bytes
@@ -122,14 +112,14 @@ def test_a_monthly_survey_component_is_a_line_with_its_ratings_as_rows(kaohe):
     generate(Path(kaohe.inbox), 40, "2026-01", 1, seed=8, scheme=scheme)
     score_step(run_month("2026-01", "run-1", "district"))
     url = kaohe.warehouse_url
-    lines = _view(url, "v_score_explanation")
+    lines = table(url, "v_score_explanation")
     monthly = table(url, "mart_monthly_score").set_index("person_id")["total_score"]
     rebuilt = lines.groupby("person_id")["points"].sum()
     assert (rebuilt.reindex(monthly.index) - monthly).abs().max() < 1e-9
     survey = lines[lines["line"] == "survey"]
     assert len(survey) == len(monthly)  # everybody is rated on it
     assert (survey["points"] == 0.7 * survey["score"]).all()
-    rows = _view(url, "v_score_source")
+    rows = table(url, "v_score_source")
     got = rows[rows["source"] == "survey_response"].groupby("person_id").size()
     ratings = table(url, "survey_response", "where period = '2026-01'")
     items = set(scheme.survey_items())

@@ -437,6 +437,16 @@ def _connection(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
     )
 
 
+def _rendered(run_id: str) -> tuple[dict[str, Any], str]:
+    """January's notify stage planned and rendered the way the DAG does it, the PDFs by unit
+    batches; -> (plan, manifest file)."""
+    plan_ = plan_step(JAN, "notify", run_id, "demo", today=TODAY)
+    manifest = render_step(plan_, pdfs=False)
+    for task in pdf_plan_step(manifest):
+        pdf_step(task)
+    return plan_, manifest
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> Iterator[Published]:
     """January of 20 people scored, and its notify stage published without a fault, the way the
@@ -459,10 +469,7 @@ def published(tmp_path_factory) -> Iterator[Published]:
         port = free_port()
         _connection(mp, port)
         with smtp_server(port, Mailbox()) as mailbox:
-            plan_ = plan_step(JAN, "notify", "pub-1", "demo", today=TODAY)
-            manifest = render_step(plan_, pdfs=False)
-            for task in pdf_plan_step(manifest):
-                pdf_step(task)
+            plan_, manifest = _rendered("pub-1")
             delivered = deliver_step(manifest)
             record_step(plan_, manifest, delivered, "pub-1")
         assert delivered["sent"] == len(mailbox.received()) > 10
@@ -654,10 +661,7 @@ def test_smtp_down_while_publishing_sends_each_message_once_when_it_is_back(
     url = _publish_env(monkeypatch, published.scored, tmp_path / "home", output)
     port = free_port()  # nobody listens there yet
     _connection(monkeypatch, port)
-    plan_ = plan_step(JAN, "notify", "pub-1", "demo", today=TODAY)
-    manifest = render_step(plan_, pdfs=False)
-    for task in pdf_plan_step(manifest):
-        pdf_step(task)
+    plan_, manifest = _rendered("pub-1")
     everyone = len(published.messages)
 
     with pytest.raises(DeliveryIncomplete) as down:
@@ -681,10 +685,7 @@ def test_smtp_down_while_publishing_sends_each_message_once_when_it_is_back(
         record_step(plan_, manifest, delivered, "pub-1")
 
         # the operator runs the whole publication again: it renders, and sends nothing
-        plan_ = plan_step(JAN, "notify", "pub-2", "demo", today=TODAY)
-        manifest = render_step(plan_, pdfs=False)
-        for task in pdf_plan_step(manifest):
-            pdf_step(task)
+        plan_, manifest = _rendered("pub-2")
         rerun = deliver_step(manifest)
         record_step(plan_, manifest, rerun, "pub-2")
         assert (rerun["sent"], rerun["already_sent"]) == (0, everyone)

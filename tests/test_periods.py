@@ -61,6 +61,7 @@ def monthly(rows: list[tuple[str, str, float]], unit: dict[str, str] | None = No
     return frame
 
 
+NO_COMPONENTS = pd.DataFrame(columns=["month", "person_id", "component_id", "score"])
 NO_SURVEYS = pd.DataFrame(
     columns=["survey_id", "period", "person_id", "component_id", "score", "no_basis"]
 )
@@ -129,7 +130,7 @@ def test_close_grades_picks_pacesetters_and_splits_the_pool():
     res = close_period(
         "2026-Q1",
         monthly(rows),
-        pd.DataFrame(columns=["month", "person_id", "component_id", "score"]),
+        NO_COMPONENTS,
         NO_SURVEYS,
         noms,
         roster_last,
@@ -184,7 +185,7 @@ def test_a_month_closes_like_a_period_for_monthly_pacesetters():
     )
     s = parse_scheme(text)
     rows = [("2026-03", p, v) for p, v in zip("ABCDE", (90.0, 85.0, 80.0, 75.0, 70.0), strict=True)]
-    comps = pd.DataFrame(columns=["month", "person_id", "component_id", "score"])
+    comps = NO_COMPONENTS
     noms = pd.DataFrame(
         columns=["person_id", "month", "source_file", "source_line", "reason", "approved_by"]
     )
@@ -274,7 +275,7 @@ def test_first_tier_two_months_running_makes_a_streak_pacesetter():
     res = close_period(
         "2026-Q1",
         m,
-        pd.DataFrame(columns=["month", "person_id", "component_id", "score"]),
+        NO_COMPONENTS,
         NO_SURVEYS,
         pd.DataFrame(columns=["person_id", "month", "source_file", "source_line", "period"]),
         pd.DataFrame({"person_id": list("ABCDE"), "unit_id": "u1"}),
@@ -302,7 +303,7 @@ def test_a_person_barred_from_honours_keeps_the_grade_but_is_no_pacesetter():
     res = close_period(
         "2026-Q1",
         monthly(rows),
-        pd.DataFrame(columns=["month", "person_id", "component_id", "score"]),
+        NO_COMPONENTS,
         NO_SURVEYS,
         noms,
         pd.DataFrame({"person_id": list("ABCDE"), "unit_id": "u1"}),

@@ -386,6 +386,10 @@ def test_settings_and_stored_errors_never_show_a_password():
     cfg = settings({"KAOHE_HOME": "/srv/kaohe", "KAOHE_WAREHOUSE_URL": url})
     assert cfg.warehouse_url == url  # what the engine gets
     assert "Pa55" not in repr(cfg) and "kaohe:***@db.example:5432/kaohe" in repr(cfg)
+    # nor the password of a sql connector's URL
+    hr = '{"kind": "sql", "url": "postgresql://hr:Hr-secret-9@hr.example/hr", "queries": {}}'
+    shown = repr(settings({"KAOHE_HOME": "/srv/kaohe", "KAOHE_CONNECTOR": hr}))
+    assert "Hr-secret-9" not in shown and "hr:***@hr.example/hr" in shown
     error = f"cannot connect to {url} (password Pa55@word-x)"
     assert redact(error, cfg) == (
         "cannot connect to postgresql://kaohe:***@db.example:5432/kaohe (password ***)"

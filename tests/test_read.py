@@ -166,3 +166,42 @@ def test_an_excel_error_cell_reads_as_its_error_text_not_as_blank():
     data = xlsx_bytes(wb, {"D2": ("e", "#DIV/0!")})
     frame, _ = to_frame("adjustments", "adjustments.xlsx", data)
     assert frame.loc[0, "points"] == "#DIV/0!"
+
+
+def test_xlsx_cells_of_every_type_read_as_a_csv_export_writes_them():
+    # converted once per distinct value: 1, 1.0 and True are one value to Python, and one text
+    values = [1, 1.0, True, "1", 2.5, False, 0, dt.datetime(2026, 3, 5, 8, 30), None, " x "]
+    wb = openpyxl.Workbook()
+    wb.active.append(["工号", "日期", "事项编码", "说明"])
+    for i, v in enumerate(values):
+        wb.active.append([f"{i:04d}", dt.date(2026, 3, 5), "praise_city", v])
+    buf = io.BytesIO()
+    wb.save(buf)
+    frame, _ = to_frame("adjustments", "adjustments.xlsx", buf.getvalue())
+    assert frame["note"].tolist() == [
+        "1",
+        "1",
+        "1",
+        "1",
+        "2.5",
+        "0",
+        "0",
+        "2026-03-05 08:30:00",
+        "",
+        "x",
+    ]
+    assert frame["date"].tolist() == ["2026-03-05"] * len(values)
+
+
+@pytest.mark.parametrize("piece", [1, 3, 1 << 22])
+def test_formulas_and_errors_are_found_wherever_the_sheet_xml_is_cut(monkeypatch, piece):
+    # the sheet's XML is scanned in pieces; a mark cut between pieces must still be seen
+    from tests.corpus.make_corpus import sheet, xlsx_bytes
+
+    monkeypatch.setattr("etl.read._PIECE", piece)
+    wb = sheet(["工号", "日期", "事项编码", "分值"], [["0001", "2026-03-05", "praise_city"]])
+    wb.active["D2"] = "=1/0"
+    frame, _ = to_frame("adjustments", "a.xlsx", xlsx_bytes(wb, {"D2": ("e", "#DIV/0!")}))
+    assert frame.loc[0, "points"] == "#DIV/0!"
+    with pytest.raises(UnreadableFile, match="never computed .first at D2"):
+        to_frame("adjustments", "a.xlsx", xlsx_bytes(wb))

@@ -16,15 +16,18 @@ clean attendance stays clean whatever the case does to the roster.
 from __future__ import annotations
 
 import datetime as dt
-import io
+import functools
 import re
-import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from openpyxl import Workbook
 
+from etl.generate import workbook_bytes
+
 HERE = Path(__file__).resolve().parent
-ZIP_TIME = (2026, 4, 1, 0, 0, 0)
+WHEN = dt.datetime(2026, 4, 1)  # the workbooks' save time, pinned
+SHEET1 = "xl/worksheets/sheet1.xml"
 EXCEL_EPOCH = dt.date(1899, 12, 30)
 
 ROSTER_HEAD = "工号,姓名,单位编码,单位名称,部门编码,部门,人员类别,岗位系数,邮箱".split(",")
@@ -105,52 +108,29 @@ def serial(day: dt.date) -> int:
 
 
 # --- workbooks -------------------------------------------------------------------------------
-def xlsx_bytes(wb: Workbook, cached: dict[str, tuple[str | None, str]] | None = None) -> bytes:
-    """The workbook's bytes with pinned timestamps; `cached` gives formula cells (by reference,
-    first sheet) the computed value Excel would have stored: (type attribute or None, value)."""
-    wb.properties.creator = "kaohe corpus"
-    wb.properties.created = wb.properties.modified = dt.datetime(2026, 4, 1)
-    raw = io.BytesIO()
-    wb.save(raw)
-    out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(raw.getvalue())) as zin,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout,
-    ):
-        for info in zin.infolist():
-            body = zin.read(info)
-            if info.filename == "docProps/core.xml":
-                body = re.sub(
-                    rb"(<dcterms:(created|modified)[^>]*>)[^<]*",
-                    rb"\g<1>2026-04-01T00:00:00Z",
-                    body,
-                )
-            if info.filename == "xl/worksheets/sheet1.xml":
-                for ref, (kind, value) in (cached or {}).items():
-                    typed = f' t="{kind}"' if kind else ""
-                    body, n = re.subn(
-                        rf'<c r="{ref}"([^>]*)><f>([^<]*)</f><v\s*/></c>'.encode(),
-                        rf'<c r="{ref}"\g<1>{typed}><f>\g<2></f><v>{value}</v></c>'.encode(),
-                        body,
-                    )
-                    assert n == 1, ref
-            entry = zipfile.ZipInfo(info.filename, date_time=ZIP_TIME)
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            zout.writestr(entry, body)
-    return out.getvalue()
+def xlsx_bytes(
+    wb: Workbook,
+    cached: dict[str, tuple[str | None, str]] | None = None,
+    damage: Callable[[bytes], bytes] | None = None,
+) -> bytes:
+    """The workbook's bytes with pinned timestamps (`etl.generate.workbook_bytes`); `cached`
+    gives formula cells (by reference, first sheet) the computed value Excel would have stored:
+    (type attribute or None, value); `damage` changes the first sheet's XML (no writer does)."""
+    assert not (cached and damage), "one change to the sheet at a time"
+    change = functools.partial(_computed, cached) if cached else damage
+    return workbook_bytes(wb, "kaohe corpus", WHEN, {SHEET1: change} if change else None)
 
 
-def rewrite(xlsx: bytes, part: str, change) -> bytes:
-    """The workbook with one part's bytes changed (damage no writer makes on purpose)."""
-    out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(xlsx)) as zin,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout,
-    ):
-        for info in zin.infolist():
-            body = zin.read(info)
-            zout.writestr(info, change(body) if info.filename == part else body)
-    return out.getvalue()
+def _computed(cached: dict[str, tuple[str | None, str]], xml: bytes) -> bytes:
+    for ref, (kind, value) in cached.items():
+        typed = f' t="{kind}"' if kind else ""
+        xml, n = re.subn(
+            rf'<c r="{ref}"([^>]*)><f>([^<]*)</f><v\s*/></c>'.encode(),
+            rf'<c r="{ref}"\g<1>{typed}><f>\g<2></f><v>{value}</v></c>'.encode(),
+            xml,
+        )
+        assert n == 1, ref
+    return xml
 
 
 def half(data: bytes) -> bytes:
@@ -430,10 +410,9 @@ def workbooks(att: list[list[str]], ros: list[list[str]], adj: list[list[str]]) 
     rows = [[r[0], kinds[i % 5](dt.date.fromisoformat(r[1])), *r[2:]] for i, r in enumerate(att)]
     out["attendance-dates-cells-serials-text.xlsx"] = xlsx_bytes(sheet(ATT_HEAD, rows))
 
-    whole = xlsx_bytes(sheet(ATT_HEAD, as_dates))
-    out["attendance-cut-off.xlsx"] = half(whole)
+    out["attendance-cut-off.xlsx"] = half(xlsx_bytes(sheet(ATT_HEAD, as_dates)))
     out["attendance-csv-named-xlsx.xlsx"] = csv_bytes(ATT_HEAD, att)
-    out["attendance-damaged-xml.xlsx"] = rewrite(whole, "xl/worksheets/sheet1.xml", half)
+    out["attendance-damaged-xml.xlsx"] = xlsx_bytes(sheet(ATT_HEAD, as_dates), damage=half)
 
     wb = Workbook()
     fill(wb.active, [ATT_HEAD] + as_dates, first=3)
