@@ -8,13 +8,14 @@ one run leaves and a failure leaves the previous result whole.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from etl.bulk import Reader, Writer, reading, writing
+from etl.bulk import Reader, Writer, concurrent_reads, reading, writing
 from etl.explain import scheme_items
 from etl.warehouse import adjustment as adjustment_table
 from etl.warehouse import (
@@ -86,6 +87,7 @@ HISTORY = ["person_id", *LOOK_BACK_COUNTS]
 CASES = ["month", "dept_id", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
 RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
+TEXT_OF_RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "month"]
 READERS = 2  # parallel reads: on a 2-core machine the database or the driver fills the other core
 
 
@@ -174,16 +176,17 @@ def revision(published: pd.DataFrame, what: str, results: pd.DataFrame) -> int:
     return max(revision_for(results, told, last), int(rows["revision"].max()) if len(rows) else 1)
 
 
-def delivered_rounds(read: Reader, sid: str, months: list[str]) -> pd.DataFrame:
+def delivered_rounds(ratings: pd.DataFrame, months: list[str]) -> pd.DataFrame:
     """The survey rounds the months' extracts delivered, each with the (first) month that did:
-    the month its relation results are reported in."""
-    v = survey_response.c
-    stmt = (
-        sa.select(v.survey_id, v.period, sa.func.min(v.month).label("month"))
-        .where(v.scheme_id == sid, v.month.in_(months))
-        .group_by(v.survey_id, v.period)
-    )
-    return read.query(stmt)
+    the month its relation results are reported in. Taken from the ratings already read (with
+    their month) rather than by a second pass of the database over millions of them."""
+    key = ["survey_id", "period", "month"]
+    delivered = ratings.loc[ratings["month"].isin(months), key]
+    # the distinct (round, month) pairs first, on the codes when the columns are categories;
+    # then as text: few rows, plain merges
+    pairs = delivered.groupby(key, observed=True, sort=False).size().index.to_frame(index=False)
+    pairs = pairs.astype(str)
+    return pairs.groupby(["survey_id", "period"], as_index=False, sort=True)["month"].min()
 
 
 def _attendance(
@@ -247,8 +250,9 @@ def _unit_inputs(
             *_theirs(j.c.person_id, people),
         ),
     }
-    # every read first: computing beside the reads makes both slower, the drivers' threads and
-    # pandas contending for the interpreter lock
+    # these reads first, then the computing: the frames they make are built under the
+    # interpreter lock, which pandas needs too (the survey ratings, read beside all of this,
+    # arrive as Arrow columns and dictionary codes, built without it)
     got = read.all(jobs, READERS)
     year = presence(got["year"])
     # person order is the marts' key order, which makes their indexes cheap to fill
@@ -331,27 +335,69 @@ def _survey_inputs(read: Reader, sid: str, months: list[str]) -> dict[str, Any]:
     v = survey_response
     jobs: dict[str, Callable[[], Any]] = {
         "surveys": lambda: read.frame(
-            v, v.c.scheme_id == sid, v.c.month.in_(months) | v.c.period.in_(months), columns=RATINGS
+            v,
+            v.c.scheme_id == sid,
+            v.c.month.in_(months) | v.c.period.in_(months),
+            columns=[*RATINGS, "month"],
+            categories=TEXT_OF_RATINGS,
         ),
-        "rounds": lambda: delivered_rounds(read, sid, months),
         "published": lambda: published(read, sid, months),
         "closed": lambda: closed_periods(read, sid),
     }
-    return read.all(jobs, READERS)
+    data = read.all(jobs, READERS)
+    data["rounds"] = delivered_rounds(data["surveys"], months)
+    return data
+
+
+def survey_inputs(engine: Engine, sid: str, months: list[str]) -> Future[dict[str, Any]]:
+    """What finish_months reads, read on a thread of its own where the reads need no engine
+    connection (ADBC): the rounds' millions of ratings come in while the caller computes the
+    people's part and the database writes the marts that need no survey. Without ADBC they are
+    read now (the engine's one connection is not shared between threads)."""
+    if not concurrent_reads(engine):
+        done: Future[dict[str, Any]] = Future()
+        with reading(engine) as read:
+            done.set_result(_survey_inputs(read, sid, months))
+        return done
+    pool = ThreadPoolExecutor(1, thread_name_prefix="kaohe-surveys")
+    try:
+
+        def job() -> dict[str, Any]:
+            with reading(engine) as read:
+                return _survey_inputs(read, sid, months)
+
+        return pool.submit(job)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its job
+
+
+def _arrived(surveys: Future[dict[str, Any]]) -> dict[str, Any]:
+    """The survey inputs, once read: the time spent here is the time scoring waits for them."""
+    return surveys.result()
 
 
 def finish_months(
-    engine: Engine, scheme: Scheme, months: list[str], parts: dict[str, UnitMonth]
+    engine: Engine,
+    scheme: Scheme,
+    months: list[str],
+    parts: dict[str, UnitMonth],
+    surveys: Future[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """What needs the whole scheme: the survey rounds (a rater's leniency is measured over every
     rating of the round), totals, ranks in scope, red flags, departments, revisions; every mart
-    of `months` replaced in one transaction. Returns what was scored and the closed periods that
-    must be closed again."""
-    with reading(engine) as read:
-        data = _survey_inputs(read, scheme.id, months)
-    closed = data["closed"]
+    of `months` replaced in one transaction. `surveys`: survey_inputs already under way. Returns
+    what was scored and the closed periods that must be closed again."""
+    if surveys is None:
+        surveys = survey_inputs(engine, scheme.id, months)
     summary: dict[str, Any] = {"months": months, "people": {}}
     with writing(engine) as out:  # each mart is written while the next is computed
+        # the marts that need no survey first: the largest is written while the surveys come in
+        for m in months:
+            key = {"scheme_id": scheme.id, "month": m}
+            _replace(out, mart_indicator_score, key, parts[m].indicators)
+            _replace(out, mart_adjustment, key, parts[m].adjustments)
+        data = _arrived(surveys)
+        closed = data["closed"]
         rated, relations = survey_scores(data.pop("surveys"), scheme)  # freed once scored
         results = relations.merge(data["rounds"], on=["survey_id", "period"]).rename(
             columns={"period": "survey_period"}
@@ -370,9 +416,7 @@ def finish_months(
             key = {"scheme_id": scheme.id, "month": m}
             rev = revision(data["published"], m, month_results(result.monthly))
             _replace(out, mart_monthly_score, key, result.monthly.assign(revision=rev))
-            _replace(out, mart_indicator_score, key, result.indicators)
             _replace(out, mart_component_score, key, result.components)
-            _replace(out, mart_adjustment, key, result.adjustments)
             _replace(out, mart_department_score, key, result.departments)
             summary["people"][m] = len(result.monthly)
     summary["periods_to_redo"] = sorted(p for p in closed if set(months_of(p)) & set(months))
@@ -381,10 +425,12 @@ def finish_months(
 
 def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
     """Score `month` and the later scored months of its year in one piece (every unit at once);
-    replace their marts in one transaction."""
+    replace their marts in one transaction. The surveys are read while the people's part is
+    computed."""
     with reading(engine) as read:
         months = months_to_score(read, scheme.id, month)
-    return finish_months(engine, scheme, months, unit_parts(engine, scheme, months))
+    surveys = survey_inputs(engine, scheme.id, months)
+    return finish_months(engine, scheme, months, unit_parts(engine, scheme, months), surveys)
 
 
 def _period_inputs(read: Reader, scheme: Scheme, period: str) -> dict[str, pd.DataFrame]:
@@ -398,7 +444,11 @@ def _period_inputs(read: Reader, scheme: Scheme, period: str) -> dict[str, pd.Da
         "monthly": lambda: read.frame(m, m.c.scheme_id == sid, m.c.month.in_(months)),
         "components": lambda: read.frame(c, c.c.scheme_id == sid, c.c.month.in_(months)),
         "responses": lambda: read.frame(
-            v, v.c.scheme_id == sid, v.c.period.in_(periods_inside(period)), columns=RATINGS
+            v,
+            v.c.scheme_id == sid,
+            v.c.period.in_(periods_inside(period)),
+            columns=RATINGS,
+            categories=TEXT_OF_RATINGS,
         ),
         "nominations": lambda: read.frame(n, n.c.scheme_id == sid, n.c.period == period),
         "last": lambda: read.frame(r, r.c.scheme_id == sid, r.c.month == months[-1]),

@@ -68,6 +68,12 @@ loaded_file = sa.Table(  # which exact bytes the current load of a month came fr
     sa.Column("rows_in", INT, nullable=False),
     sa.Column("rows_quarantined", INT, nullable=False),
 )
+# On SQLite, tables are kept in their key's b-tree alone (no rowid table beside it) where they are
+# filled whole in key order (scoring's marts, the load's counts: half the pages to write) or read
+# a month at a time by the million (case snapshots, survey ratings: a month is one contiguous
+# range of the b-tree, not an index range plus a lookup per row, which made such reads twice as
+# slow)
+SCORED: dict[str, Any] = {"sqlite_with_rowid": False}
 roster = sa.Table(
     "roster",
     md,
@@ -100,9 +106,6 @@ attendance = sa.Table(
         sa.Column("duty_reviewed", INT),
     ),
 )
-# tables filled whole, in primary-key order, by scoring or the load's counts: on SQLite they are
-# kept in their key's b-tree alone (no rowid table beside it), half the pages to write
-SCORED: dict[str, Any] = {"sqlite_with_rowid": False}
 attendance_month = sa.Table(  # what scoring needs of a month's days, kept by the load beside them
     "attendance_month",
     md,
@@ -129,6 +132,7 @@ case_snapshot = sa.Table(  # each month's extract as delivered
     "case_snapshot",
     md,
     *_src(_key("scheme_id"), _key("month"), _key("case_id"), *[c.copy() for c in _CASE_COLS]),
+    **SCORED,
 )
 cases = sa.Table(  # current state: per case, the latest month's snapshot (upserted by case_id)
     "cases",
@@ -155,6 +159,7 @@ survey_response = sa.Table(
         sa.Column("score", N, nullable=False),
         sa.Column("level", T),
     ),
+    **SCORED,
 )
 adjustment = sa.Table(
     "adjustment",

@@ -114,6 +114,8 @@ def _key(column: pd.Series, kept: slice | np.ndarray) -> _Key:
     """Factorised on the whole column (text is hashed once), then cut to the kept ratings; labels
     seen only on dropped ratings leave unused codes, which nothing needs to be dense."""
     codes, labels = pd.factorize(column)
+    if isinstance(labels.dtype, pd.CategoricalDtype):  # its labels as text: they sort as text
+        labels = pd.Index(np.asarray(labels, dtype=object)).astype("str")
     codes = codes[kept].astype(np.int64, copy=False)
     if len(codes) and codes.min() < 0:
         codes = np.where(codes < 0, len(labels), codes)

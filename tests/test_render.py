@@ -180,6 +180,19 @@ def test_kaohe_css_survives_a_jinja_include():
     assert included.rstrip("\n") == (ASSETS / "kaohe.css").read_text("utf-8").rstrip("\n")
 
 
+def test_the_inline_stylesheet_is_cascaded_once_and_a_documents_own_styles_stay():
+    # the HTML file carries kaohe.css for a reader opening it alone; the PDF applies the compiled
+    # copy and drops the inline one, and looks just as it would with both
+    inline = '<style id="kaohe-css">' + (ASSETS / "kaohe.css").read_text("utf-8") + "</style>"
+    body = "<h1>考核结果通知书</h1><p>张三 98.50</p>"
+    with_copy, without = page(body, head=inline), page(body)
+    assert html_to_pdf(with_copy) == html_to_pdf(without)
+    # a document's own <style> is not the inline copy: it still wins over kaohe.css
+    own = page(body, head=inline + "<style>p { break-before: page }</style>")
+    assert len(PdfReader(io.BytesIO(html_to_pdf(own))).pages) == 2
+    assert render.INLINED.sub("", own).count("<style") == 1
+
+
 def test_write_text_is_atomic_utf8(tmp_path):
     target = tmp_path / "通报.html"
     target.write_text("old", encoding="utf-8")

@@ -18,7 +18,7 @@ from etl.pipeline import (
     score_plan_step,
     score_step,
 )
-from etl.score import _aggregated_history, unit_batches
+from etl.score import _aggregated_history, delivered_rounds, unit_batches
 from etl.warehouse import (
     attendance,
     attendance_month,
@@ -246,3 +246,23 @@ def test_unit_batches_keep_units_whole_in_unit_order():
     by_unit = [[["y.html", "y.pdf"]], [["x.html", "x.pdf"], ["z.html", "z.pdf"]]]
     assert pdf_batches(jobs, 1) == by_unit
     assert pdf_batches([], 1) == [[]]
+
+
+@pytest.mark.parametrize("kind", ["str", "category"])
+def test_a_round_is_reported_in_the_first_scored_month_that_delivered_it(kind):
+    # S1 came with March and again with April; S2 only with April; M3 (a monthly round of March)
+    # came with May's extract, which is not being scored: read for its period, not delivered
+    ratings = pd.DataFrame(
+        {
+            "survey_id": ["S1", "S1", "S1", "S2", "S2", "M3"],
+            "period": ["2026-Q1", "2026-Q1", "2026-Q1", "2026-Q1", "2026-Q1", "2026-03"],
+            "month": ["2026-04", "2026-03", "2026-04", "2026-04", "2026-04", "2026-05"],
+            "score": [90.0, 80.0, 70.0, 60.0, 50.0, 40.0],
+        }
+    ).astype({"survey_id": kind, "period": kind, "month": kind})
+    rounds = delivered_rounds(ratings, ["2026-03", "2026-04"])
+    assert rounds.to_dict("records") == [
+        {"survey_id": "S1", "period": "2026-Q1", "month": "2026-03"},
+        {"survey_id": "S2", "period": "2026-Q1", "month": "2026-04"},
+    ]
+    assert delivered_rounds(ratings, ["2026-06"]).empty

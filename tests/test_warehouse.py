@@ -230,3 +230,30 @@ def test_ids_with_percent_signs_and_quotes_are_read_and_replaced_as_they_are(war
     engine.dispose()
     assert back["rule"].tolist() == ["50%_rule", "50%_rule"]
     assert back["scheme_id"].tolist() == ["县%院's", "县%院's"]
+
+
+def test_text_read_as_categories_holds_the_same_values(warehouse_url):
+    _categories_read_back(engine_for(warehouse_url))
+
+
+def test_text_read_as_categories_on_the_engine_connection():
+    _categories_read_back(engine_for("sqlite://"))  # in memory: no ADBC driver can follow
+
+
+def _categories_read_back(engine: sa.Engine) -> None:
+    create_schema(engine)
+    rows = _roster(5, unit_id=["u2", "u1", "u2", "u10", "u1"], email=[None, "a@x.cn"] + [None] * 3)
+    with engine.begin() as conn:
+        bulk_insert(conn, roster, rows)
+    with reading(engine) as read:
+        plain = read.frame(roster, columns=["person_id", "unit_id", "email"])
+        coded = read.frame(
+            roster, columns=["person_id", "unit_id", "email"], categories=["unit_id", "email"]
+        )
+    engine.dispose()
+    assert isinstance(coded["unit_id"].dtype, pd.CategoricalDtype)
+    assert sorted(coded["unit_id"].cat.categories) == ["u1", "u10", "u2"]  # each value once
+    coded, plain = coded.sort_values("person_id"), plain.sort_values("person_id")
+    assert coded["unit_id"].astype(str).tolist() == plain["unit_id"].tolist()
+    assert coded["email"].isna().tolist() == [True, False, True, True, True]
+    assert coded["email"].dropna().astype(str).tolist() == ["a@x.cn"]
