@@ -8,7 +8,7 @@ one run leaves and a failure leaves the previous result whole.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import pandas as pd
@@ -389,6 +389,19 @@ def finish_months(
     what was scored and the closed periods that must be closed again."""
     if surveys is None:
         surveys = survey_inputs(engine, scheme.id, months)
+    try:
+        return _finish(engine, scheme, months, parts, surveys)
+    finally:
+        wait([surveys])  # no read of the warehouse outlives the call (etl/bulk.py, module doc)
+
+
+def _finish(
+    engine: Engine,
+    scheme: Scheme,
+    months: list[str],
+    parts: dict[str, UnitMonth],
+    surveys: Future[dict[str, Any]],
+) -> dict[str, Any]:
     summary: dict[str, Any] = {"months": months, "people": {}}
     with writing(engine) as out:  # each mart is written while the next is computed
         # the marts that need no survey first: the largest is written while the surveys come in
@@ -430,7 +443,12 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
     with reading(engine) as read:
         months = months_to_score(read, scheme.id, month)
     surveys = survey_inputs(engine, scheme.id, months)
-    return finish_months(engine, scheme, months, unit_parts(engine, scheme, months), surveys)
+    try:
+        parts = unit_parts(engine, scheme, months)
+    except BaseException:
+        wait([surveys])  # as finish_months does
+        raise
+    return finish_months(engine, scheme, months, parts, surveys)
 
 
 def _period_inputs(read: Reader, scheme: Scheme, period: str) -> dict[str, pd.DataFrame]:

@@ -266,3 +266,41 @@ def test_a_round_is_reported_in_the_first_scored_month_that_delivered_it(kind):
         {"survey_id": "S2", "period": "2026-Q1", "month": "2026-04"},
     ]
     assert delivered_rounds(ratings, ["2026-06"]).empty
+
+
+def test_a_failure_while_scoring_leaves_no_read_of_the_warehouse_running(
+    warehouse_url, monkeypatch
+):
+    # the ratings are read on a thread of their own; should the rest fail first, the call waits
+    # for that read before it raises, so nothing holds the warehouse file once it has returned
+    # (an engine connection opened next must not meet an ADBC reader of the same SQLite file)
+    import threading
+    import time
+
+    import etl.score as score
+    from etl.warehouse import create_schema
+
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    finished = []
+
+    def slow_read(read, sid, months):
+        time.sleep(0.5)
+        finished.append(True)
+        return {}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the people's part failed")
+
+    monkeypatch.setattr(score, "_survey_inputs", slow_read)
+    monkeypatch.setattr(score, "unit_parts", broken)
+    with pytest.raises(RuntimeError, match="people's part"):
+        score.score_months(engine, load_scheme("demo"), "2026-03")
+    assert finished == [True]
+    assert not [t for t in threading.enumerate() if t.name.startswith("kaohe-surveys")]
+    monkeypatch.setattr(score, "_finish", broken)
+    finished.clear()
+    with pytest.raises(RuntimeError, match="people's part"):
+        score.finish_months(engine, load_scheme("demo"), ["2026-03"], {})
+    assert finished == [True]
+    engine.dispose()
