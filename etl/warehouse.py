@@ -73,7 +73,7 @@ loaded_file = sa.Table(  # which exact bytes the current load of a month came fr
 # a month at a time by the million (case snapshots, survey ratings: a month is one contiguous
 # range of the b-tree, not an index range plus a lookup per row, which made such reads twice as
 # slow)
-SCORED: dict[str, Any] = {"sqlite_with_rowid": False}
+CLUSTERED: dict[str, Any] = {"sqlite_with_rowid": False}
 roster = sa.Table(
     "roster",
     md,
@@ -113,7 +113,7 @@ attendance_month = sa.Table(  # what scoring needs of a month's days, kept by th
     _key("month"),
     _key("person_id"),
     *[sa.Column(name, INT, nullable=False) for name in ATTENDANCE_COUNTS],
-    **SCORED,
+    **CLUSTERED,
 )
 _CASE_COLS = (
     sa.Column("dept_id", T, nullable=False),
@@ -132,7 +132,7 @@ case_snapshot = sa.Table(  # each month's extract as delivered
     "case_snapshot",
     md,
     *_src(_key("scheme_id"), _key("month"), _key("case_id"), *[c.copy() for c in _CASE_COLS]),
-    **SCORED,
+    **CLUSTERED,
 )
 cases = sa.Table(  # current state: per case, the latest month's snapshot (upserted by case_id)
     "cases",
@@ -159,7 +159,7 @@ survey_response = sa.Table(
         sa.Column("score", N, nullable=False),
         sa.Column("level", T),
     ),
-    **SCORED,
+    **CLUSTERED,
 )
 adjustment = sa.Table(
     "adjustment",
@@ -241,7 +241,7 @@ case_month = sa.Table(  # what later months' case look-back needs of a snapshot,
     _key("month"),
     _key("person_id"),
     *[sa.Column(name, INT, nullable=False) for name in LOOK_BACK_COUNTS],
-    **SCORED,
+    **CLUSTERED,
 )
 sa.Index("ix_cases_judge", cases.c.scheme_id, cases.c.judge_id)
 
@@ -273,7 +273,7 @@ mart_monthly_score = sa.Table(
     sa.Column("red_flag", B, nullable=False),
     sa.Column("veto", B, nullable=False),
     REVISION.copy(),
-    **SCORED,
+    **CLUSTERED,
 )
 mart_indicator_score = sa.Table(
     "mart_indicator_score",
@@ -284,7 +284,7 @@ mart_indicator_score = sa.Table(
     sa.Column("points", N),
     sa.Column("score", N, nullable=False),
     sa.Column("no_basis", B, nullable=False),
-    **SCORED,
+    **CLUSTERED,
 )
 mart_component_score = sa.Table(
     "mart_component_score",
@@ -293,7 +293,7 @@ mart_component_score = sa.Table(
     sa.Column("weight", N, nullable=False),
     sa.Column("score", N, nullable=False),
     sa.Column("no_basis", B, nullable=False),
-    **SCORED,
+    **CLUSTERED,
 )
 mart_adjustment = sa.Table(
     "mart_adjustment",
@@ -309,7 +309,7 @@ mart_adjustment = sa.Table(
     sa.Column("veto", B, nullable=False),
     sa.Column("note", T),
     sa.Column("evidence", T),
-    **SCORED,
+    **CLUSTERED,
 )
 mart_department_score = sa.Table(
     "mart_department_score",
@@ -318,7 +318,7 @@ mart_department_score = sa.Table(
     sa.Column("people", INT, nullable=False),
     sa.Column("mean_total", N, nullable=False),
     sa.Column("red_flag", B, nullable=False),
-    **SCORED,
+    **CLUSTERED,
 )
 mart_survey_result = sa.Table(  # relation results only: no rater-level row ever reaches a mart
     "mart_survey_result",
@@ -334,7 +334,7 @@ mart_survey_result = sa.Table(  # relation results only: no rater-level row ever
     sa.Column("score", N),
     sa.Column("score_raw", N),
     sa.Column("suppressed", B, nullable=False),
-    **SCORED,
+    **CLUSTERED,
 )
 mart_period_score = sa.Table(
     "mart_period_score",
@@ -356,7 +356,7 @@ mart_period_score = sa.Table(
     sa.Column("pacesetter_route", T),
     sa.Column("placed_by_tiebreak", B, nullable=False),
     REVISION.copy(),
-    **SCORED,
+    **CLUSTERED,
 )
 mart_bonus_allocation = sa.Table(
     "mart_bonus_allocation",
@@ -366,7 +366,7 @@ mart_bonus_allocation = sa.Table(
     sa.Column("weight", N, nullable=False),
     sa.Column("amount_cents", sa.BigInteger, nullable=False),
     REVISION.copy(),
-    **SCORED,
+    **CLUSTERED,
 )
 mart_nomination_refused = sa.Table(  # nominations not taken, never silently dropped
     "mart_nomination_refused",
@@ -377,7 +377,7 @@ mart_nomination_refused = sa.Table(  # nominations not taken, never silently dro
     sa.Column("unit_id", T),
     sa.Column("month", T),
     sa.Column("reason_refused", T, nullable=False),
-    **SCORED,
+    **CLUSTERED,
 )
 
 # --- publication: what went out, at which revision, to whom (reports/) -----------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
-from etl.warehouse import engine_for, md
+from etl.warehouse import adjustment, engine_for, md
 
 LOGS = {"mart_run", "landing_log"}
 
@@ -47,3 +48,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def late_praise(conn: sa.Connection, scheme_id: str, person_id: str, day: dt.date) -> None:
+    """A register row (a city-level praise) delivered late, as a correction file: the change a
+    rerun after publication has to carry."""
+    conn.execute(
+        adjustment.insert().values(
+            scheme_id=scheme_id,
+            month=day.isoformat()[:7],
+            source_file="late.csv",
+            source_line=2,
+            person_id=person_id,
+            date=day,
+            rule="praise_city",
+            points=None,
+            count=1,
+            note="补录：市级表扬",
+            evidence=f"市府函〔{day.year}〕{day.month}号",
+        )
+    )

@@ -61,7 +61,7 @@ from reports.publish import (
     render_step,
 )
 from reports.render import RenderError
-from tests.helpers import free_port, snapshot, table
+from tests.helpers import free_port, late_praise, snapshot, table
 
 JAN, FEB = "2026-01", "2026-02"
 SCHEME_ID = "demo-2026"  # the demo scheme's id
@@ -273,21 +273,7 @@ def _late_praise(url: str, person_id: str, *, delivered: bool) -> None:
         row = (adjustment.c.source_file == "late.csv", adjustment.c.month == JAN)
         conn.execute(adjustment.delete().where(*row))
         if delivered:
-            conn.execute(
-                adjustment.insert().values(
-                    scheme_id=SCHEME_ID,
-                    month=JAN,
-                    source_file="late.csv",
-                    source_line=2,
-                    person_id=person_id,
-                    date=dt.date(2026, 1, 20),
-                    rule="praise_city",
-                    points=None,
-                    count=1,
-                    note="补录：市级表扬",
-                    evidence="市府函〔2026〕3号",
-                )
-            )
+            late_praise(conn, SCHEME_ID, person_id, dt.date(2026, 1, 20))
     engine.dispose()
 
 

@@ -18,13 +18,13 @@ from pypdf import PdfReader
 from etl.generate import generate
 from etl.pipeline import close_step, run_month, score_step
 from etl.score import close_period_in_warehouse, score_months
-from etl.warehouse import adjustment, engine_for, mart_period_score
+from etl.warehouse import engine_for, mart_period_score
 from etl.warehouse import roster as roster_table
 from reports.mail import Smtp
 from reports.publish import publish
 from reports.render import score
 from scoring.scheme import SCHEME_DIR, load_scheme
-from tests.helpers import free_port, table
+from tests.helpers import free_port, late_praise, table
 
 TODAY = dt.date(2026, 4, 8)
 
@@ -164,21 +164,7 @@ def test_a_quarter_is_published_told_once_and_corrected_only_where_it_changed(
     low = period[period.graded.astype(bool)].sort_values("period_score").iloc[0]
     engine = engine_for(url)
     with engine.begin() as conn:
-        conn.execute(
-            adjustment.insert().values(
-                scheme_id=scheme.id,
-                month="2026-03",
-                source_file="late.csv",
-                source_line=2,
-                person_id=low.person_id,
-                date=dt.date(2026, 3, 20),
-                rule="praise_city",
-                points=None,
-                count=1,
-                note="补录：市级表扬",
-                evidence="市府函〔2026〕9号",
-            )
-        )
+        late_praise(conn, scheme.id, low.person_id, dt.date(2026, 3, 20))
     score_months(engine, scheme, "2026-03")
     close_period_in_warehouse(engine, scheme, "2026-Q1")
     engine.dispose()

@@ -3,11 +3,14 @@ themselves, reruns that replace, and a quarter closed from the months."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import etl.score as score
 from etl.bulk import bulk_read, reading
 from etl.generate import generate
 from etl.pipeline import (
@@ -24,6 +27,7 @@ from etl.warehouse import (
     attendance_month,
     case_month,
     case_snapshot,
+    create_schema,
     engine_for,
     roster,
 )
@@ -274,12 +278,6 @@ def test_a_failure_while_scoring_leaves_no_read_of_the_warehouse_running(
     # the ratings are read on a thread of their own; should the rest fail first, the call waits
     # for that read before it raises, so nothing holds the warehouse file once it has returned
     # (an engine connection opened next must not meet an ADBC reader of the same SQLite file)
-    import threading
-    import time
-
-    import etl.score as score
-    from etl.warehouse import create_schema
-
     engine = engine_for(warehouse_url)
     create_schema(engine)
     finished = []
