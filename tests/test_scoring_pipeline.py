@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import etl.score as score
-from etl.bulk import bulk_read, reading
+from etl.bulk import bulk_insert, bulk_read, reading
 from etl.generate import generate
 from etl.pipeline import (
     close_step,
@@ -30,6 +30,7 @@ from etl.warehouse import (
     create_schema,
     engine_for,
     roster,
+    survey_response,
 )
 from reports.publish import pdf_batches
 from scoring.measures import attendance_counts, case_measures
@@ -302,3 +303,73 @@ def test_a_failure_while_scoring_leaves_no_read_of_the_warehouse_running(
         score.finish_months(engine, load_scheme("demo"), ["2026-03"], {})
     assert finished == [True]
     engine.dispose()
+
+
+def _ratings(*rows: tuple[str, str, str], scheme_id: str = "s") -> pd.DataFrame:
+    """Survey ratings, one per (round, period, month delivered), each by its own rater."""
+    return pd.DataFrame(
+        {
+            "scheme_id": scheme_id,
+            "month": [m for _, _, m in rows],
+            "survey_id": [r for r, _, _ in rows],
+            "rater_hash": [f"h{i}" for i in range(len(rows))],
+            "ratee_id": "00001",
+            "item": "de",
+            "period": [p for _, p, _ in rows],
+            "relation": "peer",
+            "score": [float(90 - i) for i in range(len(rows))],
+            "level": None,
+            "source_file": "surveys.csv",
+            "source_line": range(2, len(rows) + 2),
+        }
+    )
+
+
+def test_a_month_reads_its_own_ratings_and_its_rounds_late_ones_each_once(warehouse_url):
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    rows = _ratings(
+        ("F", "2026-02", "2026-02"),  # February's round: not March's
+        ("M", "2026-03", "2026-03"),  # March's round, with March: once, not once per reason
+        ("Q", "2026-Q1", "2026-03"),  # the quarter's round, delivered with March
+        ("M", "2026-03", "2026-05"),  # March's round, late, with May
+        ("Q", "2026-Q1", "2026-04"),  # the quarter's round, with April: April's, not March's
+    )
+    with engine.begin() as conn:
+        bulk_insert(conn, survey_response, rows)
+    with reading(engine) as read:
+        data = score._survey_inputs(read, "s", ["2026-03"])
+    engine.dispose()
+    got = data["surveys"].astype(str).sort_values("rater_hash")
+    assert got[["survey_id", "month", "rater_hash"]].values.tolist() == [
+        ["M", "2026-03", "h1"],
+        ["Q", "2026-03", "h2"],
+        ["M", "2026-05", "h3"],
+    ]
+    assert data["rounds"].to_dict("records") == [
+        {"survey_id": "M", "period": "2026-03", "month": "2026-03"},
+        {"survey_id": "Q", "period": "2026-Q1", "month": "2026-03"},
+    ]
+
+
+def test_closing_a_quarter_reads_the_rounds_inside_it_wherever_they_were_delivered(
+    warehouse_url,
+):
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    scheme = load_scheme("demo")
+    rows = _ratings(
+        ("Y", "2025-Q4", "2026-01"),  # last year's round, delivered in January: not this quarter's
+        ("F", "2026-02", "2026-02"),
+        ("Q", "2026-Q1", "2026-03"),
+        ("M", "2026-03", "2026-05"),  # late, with May
+        ("Q", "2026-Q1", "2026-04"),  # the rest of the quarter's round, with April
+        ("A", "2026-04", "2026-04"),  # April's round: the second quarter's
+        scheme_id=scheme.id,
+    )
+    with engine.begin() as conn:
+        bulk_insert(conn, survey_response, rows)
+    with reading(engine) as read:
+        got = score._period_inputs(read, scheme, "2026-Q1")["responses"].astype(str)
+    engine.dispose()
+    assert sorted(got["rater_hash"]) == ["h1", "h2", "h3", "h4"]
