@@ -7,8 +7,9 @@ one run leaves and a failure leaves the previous result whole.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -88,6 +89,7 @@ CASES = ["month", "dept_id", "judge_id", "panel_ids", "filed_on", "closed_on", "
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
 RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
 TEXT_OF_RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "month"]
+SurveysRead = Future[dict[str, Any]]  # _survey_inputs, on its way
 READERS = 2  # parallel reads: on a 2-core machine the database or the driver fills the other core
 
 
@@ -349,50 +351,42 @@ def _survey_inputs(read: Reader, sid: str, months: list[str]) -> dict[str, Any]:
     return data
 
 
-def survey_inputs(engine: Engine, sid: str, months: list[str]) -> Future[dict[str, Any]]:
-    """What finish_months reads, read on a thread of its own where the reads need no engine
-    connection (ADBC): the rounds' millions of ratings come in while the caller computes the
-    people's part and the database writes the marts that need no survey. Without ADBC they are
-    read now (the engine's one connection is not shared between threads)."""
+@contextmanager
+def surveys_read_beside(engine: Engine, sid: str, months: list[str]) -> Iterator[SurveysRead]:
+    """What _finish reads of the surveys, read on a thread of its own where the reads need no
+    engine connection (ADBC): the rounds' millions of ratings come in while the block computes
+    the people's part and the database writes the marts that need no survey. Without ADBC they
+    are read now (the engine's one connection is not shared between threads). However the block
+    ends, the read has ended too: no reader of the warehouse outlives it (etl/bulk.py)."""
     if not concurrent_reads(engine):
-        done: Future[dict[str, Any]] = Future()
+        done: SurveysRead = Future()
         with reading(engine) as read:
             done.set_result(_survey_inputs(read, sid, months))
-        return done
-    pool = ThreadPoolExecutor(1, thread_name_prefix="kaohe-surveys")
-    try:
+        yield done
+        return
 
-        def job() -> dict[str, Any]:
-            with reading(engine) as read:
-                return _survey_inputs(read, sid, months)
+    def job() -> dict[str, Any]:
+        with reading(engine) as read:
+            return _survey_inputs(read, sid, months)
 
-        return pool.submit(job)
-    finally:
-        pool.shutdown(wait=False)  # the thread ends with its job
+    with ThreadPoolExecutor(1, thread_name_prefix="kaohe-surveys") as pool:
+        yield pool.submit(job)  # leaving the pool waits for the read
 
 
-def _arrived(surveys: Future[dict[str, Any]]) -> dict[str, Any]:
+def _arrived(surveys: SurveysRead) -> dict[str, Any]:
     """The survey inputs, once read: the time spent here is the time scoring waits for them."""
     return surveys.result()
 
 
 def finish_months(
-    engine: Engine,
-    scheme: Scheme,
-    months: list[str],
-    parts: dict[str, UnitMonth],
-    surveys: Future[dict[str, Any]] | None = None,
+    engine: Engine, scheme: Scheme, months: list[str], parts: dict[str, UnitMonth]
 ) -> dict[str, Any]:
     """What needs the whole scheme: the survey rounds (a rater's leniency is measured over every
     rating of the round), totals, ranks in scope, red flags, departments, revisions; every mart
-    of `months` replaced in one transaction. `surveys`: survey_inputs already under way. Returns
-    what was scored and the closed periods that must be closed again."""
-    if surveys is None:
-        surveys = survey_inputs(engine, scheme.id, months)
-    try:
+    of `months` replaced in one transaction. Returns what was scored and the closed periods that
+    must be closed again."""
+    with surveys_read_beside(engine, scheme.id, months) as surveys:
         return _finish(engine, scheme, months, parts, surveys)
-    finally:
-        wait([surveys])  # no read of the warehouse outlives the call (etl/bulk.py, module doc)
 
 
 def _finish(
@@ -400,7 +394,7 @@ def _finish(
     scheme: Scheme,
     months: list[str],
     parts: dict[str, UnitMonth],
-    surveys: Future[dict[str, Any]],
+    surveys: SurveysRead,
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {"months": months, "people": {}}
     with writing(engine) as out:  # each mart is written while the next is computed
@@ -442,13 +436,9 @@ def score_months(engine: Engine, scheme: Scheme, month: str) -> dict[str, Any]:
     computed."""
     with reading(engine) as read:
         months = months_to_score(read, scheme.id, month)
-    surveys = survey_inputs(engine, scheme.id, months)
-    try:
+    with surveys_read_beside(engine, scheme.id, months) as surveys:
         parts = unit_parts(engine, scheme, months)
-    except BaseException:
-        wait([surveys])  # as finish_months does
-        raise
-    return finish_months(engine, scheme, months, parts, surveys)
+        return _finish(engine, scheme, months, parts, surveys)
 
 
 def _period_inputs(read: Reader, scheme: Scheme, period: str) -> dict[str, pd.DataFrame]:
