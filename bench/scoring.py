@@ -463,10 +463,11 @@ def nomination_frame(org: Org, k: int, rng: np.random.Generator) -> pd.DataFrame
     )
 
 
-def _summed(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """One month's look-back counts from its extract's chunks (a judge may span two)."""
+def _summed(parts: list[pd.DataFrame], key: list[str]) -> pd.DataFrame:
+    """One month's counts (as the load keeps them) from its extract's chunks: a judge's cases or
+    a round's ratings may span two."""
     both = pd.concat(parts, ignore_index=True)
-    return both.groupby(["month", "person_id"], as_index=False).sum().assign(scheme_id=SCHEME_ID)
+    return both.groupby(key, as_index=False).sum().assign(scheme_id=SCHEME_ID)
 
 
 def case_tables(
@@ -475,6 +476,7 @@ def case_tables(
     """(table name, frame) of everything a case loads: a month case what score_months reads for
     `month`, a year case the whole year."""
     from scoring.measures import attendance_counts, look_back_counts  # as the load keeps them
+    from scoring.survey import delivered_round_counts
 
     org = build_org(size)
     k_last = MONTHS.index(month) if kind == "month" else 11
@@ -492,11 +494,14 @@ def case_tables(
         for frame in case_frames(org, universe, k):
             yield "case_snapshot", frame
             counts.append(look_back_counts(frame))
-        yield "case_month", _summed(counts)
+        yield "case_month", _summed(counts, ["month", "person_id"])
         if scored and k % 3 == 2:
             hashes = rater_hashes(org) if hashes is None else hashes
+            rounds = []
             for frame in survey_frames(org, k, rng, hashes):
                 yield "survey_response", frame
+                rounds.append(delivered_round_counts(frame))
+            yield "survey_round", _summed(rounds, ["month", "survey_id", "period"])
         yield "adjustment", adjustment_frame(org, k, rng, scheme)
         if scored and k in (5, 11):
             yield "nomination", nomination_frame(org, k, rng)

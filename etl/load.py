@@ -23,8 +23,10 @@ from etl.warehouse import (
     cases,
     loaded_file,
     mart_quarantine,
+    survey_round,
 )
 from scoring.measures import attendance_counts, look_back_counts
+from scoring.survey import delivered_round_counts
 
 
 def _replace_month(
@@ -54,6 +56,7 @@ def _drop_current(conn: Connection, scheme_id: str, month: str) -> None:
 SUMMARY: dict[str, tuple[sa.Table, Callable[[pd.DataFrame], pd.DataFrame]]] = {
     "attendance": (attendance_month, attendance_counts),
     "cases": (case_month, look_back_counts),
+    "surveys": (survey_round, delivered_round_counts),
 }
 
 

@@ -7,7 +7,7 @@ one run leaves and a failure leaves the previous result whole.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +38,7 @@ from etl.warehouse import (
     roster,
     scheme_item,
     survey_response,
+    survey_round,
 )
 from scoring.measures import (
     ATTENDANCE_COUNTS,
@@ -178,17 +179,13 @@ def revision(published: pd.DataFrame, what: str, results: pd.DataFrame) -> int:
     return max(revision_for(results, told, last), int(rows["revision"].max()) if len(rows) else 1)
 
 
-def delivered_rounds(ratings: pd.DataFrame, months: list[str]) -> pd.DataFrame:
+def delivered_rounds(rounds: pd.DataFrame, months: list[str]) -> pd.DataFrame:
     """The survey rounds the months' extracts delivered, each with the (first) month that did:
-    the month its relation results are reported in. Taken from the ratings already read (with
-    their month) rather than by a second pass of the database over millions of them."""
+    the month its relation results are reported in. `rounds`: survey_round rows (or ratings:
+    anything with the round and the month that delivered it)."""
     key = ["survey_id", "period", "month"]
-    delivered = ratings.loc[ratings["month"].isin(months), key]
-    # the distinct (round, month) pairs first, on the codes when the columns are categories;
-    # then as text: few rows, plain merges
-    pairs = delivered.groupby(key, observed=True, sort=False).size().index.to_frame(index=False)
-    pairs = pairs.astype(str)
-    return pairs.groupby(["survey_id", "period"], as_index=False, sort=True)["month"].min()
+    delivered = rounds.loc[rounds["month"].isin(months), key].astype(str)
+    return delivered.groupby(["survey_id", "period"], as_index=False, sort=True)["month"].min()
 
 
 def _attendance(
@@ -333,22 +330,38 @@ def plan_batches(engine: Engine, scheme: Scheme, month: str, batch_people: int) 
     }
 
 
+def _delivering(read: Reader, sid: str, periods: list[str]) -> list[str]:
+    """The months whose extracts delivered ratings of rounds of `periods` (survey_round)."""
+    r = survey_round.c
+    return read.values(r.month, r.scheme_id == sid, r.period.in_(periods))
+
+
+def _ratings_of(
+    read: Reader, sid: str, periods: list[str], months: Collection[str] = (), **kw: Any
+) -> pd.DataFrame:
+    """The ratings of the rounds of `periods`, wherever delivered, and every rating the
+    extracts of `months` delivered: read by the months of the ratings' key (the months that
+    delivered those rounds, from survey_round), so the read is the size of the answer, not of
+    every rating the scheme has kept over the years."""
+    v = survey_response.c
+    others = sorted(set(_delivering(read, sid, periods)) - set(months))
+    which = [v.month.in_(sorted({*months, *others}))]  # key ranges
+    if others:  # there, only the rounds' ratings
+        which.append(v.month.in_(months) | v.period.in_(periods))
+    return read.frame(survey_response, v.scheme_id == sid, *which, categories=TEXT_OF_RATINGS, **kw)
+
+
 def _survey_inputs(read: Reader, sid: str, months: list[str]) -> dict[str, Any]:
-    v = survey_response
+    r = survey_round.c
     jobs: dict[str, Callable[[], Any]] = {
-        "surveys": lambda: read.frame(
-            v,
-            v.c.scheme_id == sid,
-            v.c.month.in_(months) | v.c.period.in_(months),
-            columns=[*RATINGS, "month"],
-            categories=TEXT_OF_RATINGS,
+        "surveys": lambda: _ratings_of(read, sid, months, months, columns=[*RATINGS, "month"]),
+        "rounds": lambda: delivered_rounds(
+            read.frame(survey_round, r.scheme_id == sid, r.month.in_(months)), months
         ),
         "published": lambda: published(read, sid, months),
         "closed": lambda: closed_periods(read, sid),
     }
-    data = read.all(jobs, READERS)
-    data["rounds"] = delivered_rounds(data["surveys"], months)
-    return data
+    return read.all(jobs, READERS)
 
 
 @contextmanager
@@ -445,19 +458,13 @@ def _period_inputs(read: Reader, scheme: Scheme, period: str) -> dict[str, pd.Da
     """What closing `period` reads: its months' scores, the survey rounds inside it, its
     nominations, the roster of its last month and who a register row bars from honours."""
     sid, months = scheme.id, months_of(period)
-    m, c, v, n, r = mart_monthly_score, mart_component_score, survey_response, nomination, roster
+    m, c, n, r = mart_monthly_score, mart_component_score, nomination, roster
     a = adjustment_table
     bars = [x.rule for x in scheme.adjustments if x.no_honours]
     jobs: dict[str, Callable[[], pd.DataFrame]] = {
         "monthly": lambda: read.frame(m, m.c.scheme_id == sid, m.c.month.in_(months)),
         "components": lambda: read.frame(c, c.c.scheme_id == sid, c.c.month.in_(months)),
-        "responses": lambda: read.frame(
-            v,
-            v.c.scheme_id == sid,
-            v.c.period.in_(periods_inside(period)),
-            columns=RATINGS,
-            categories=TEXT_OF_RATINGS,
-        ),
+        "responses": lambda: _ratings_of(read, sid, periods_inside(period), columns=RATINGS),
         "nominations": lambda: read.frame(n, n.c.scheme_id == sid, n.c.period == period),
         "last": lambda: read.frame(r, r.c.scheme_id == sid, r.c.month == months[-1]),
         "published": lambda: published(read, sid, [period]),

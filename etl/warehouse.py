@@ -161,6 +161,16 @@ survey_response = sa.Table(
     ),
     **CLUSTERED,
 )
+survey_round = sa.Table(  # which months delivered ratings of which rounds, kept by the load
+    "survey_round",
+    md,
+    _key("scheme_id"),
+    _key("month"),  # the month whose extract delivered them
+    _key("survey_id"),
+    _key("period"),  # the round's period: a month, quarter, half or year
+    sa.Column("ratings", INT, nullable=False),
+    **CLUSTERED,
+)
 adjustment = sa.Table(
     "adjustment",
     md,
@@ -462,5 +472,22 @@ def engine_for(url: str) -> Engine:
 def create_schema(engine: Engine) -> None:
     from etl.explain import create_views  # the views read these tables
 
+    rounds_missing = not sa.inspect(engine).has_table(survey_round.name)
     md.create_all(engine)
+    if rounds_missing:
+        _record_rounds(engine)
     create_views(engine)
+
+
+def _record_rounds(engine: Engine) -> None:
+    """`survey_round` of the ratings already there: a warehouse an earlier kaohe loaded gets the
+    table with its history once, when the table is created (scoring reads ratings by it)."""
+    v, r = survey_response.c, survey_round.c
+    key = [v.scheme_id, v.month, v.survey_id, v.period]
+    rounds = sa.select(*key, sa.func.count().label("ratings")).group_by(*key)
+    with engine.begin() as conn:
+        conn.execute(
+            survey_round.insert().from_select(
+                [r.scheme_id, r.month, r.survey_id, r.period, r.ratings], rounds
+            )
+        )

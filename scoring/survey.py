@@ -30,6 +30,15 @@ SELF = "self"
 _INT64_LIMIT = 2**63
 
 
+def delivered_round_counts(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Per month delivered and round: how many ratings. The load keeps this beside the ratings
+    (`survey_round`), so scoring finds a round's ratings by the months that delivered them (the
+    ratings' key) instead of searching every rating the scheme has for the round's period."""
+    key = ["month", *ROUND]
+    counts = ratings.groupby(key, observed=True, sort=True).size()
+    return counts.rename("ratings").reset_index().astype({c: object for c in key})
+
+
 def _empty(columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     for c in ("score", "score_raw"):
@@ -168,7 +177,24 @@ def _ratings(responses: pd.DataFrame, settings: _Settings) -> _Ratings | None:
     keys["component_id"] = _Key(comp_of[kept], settings.ids)
     keys["relation"] = _key(responses["relation"], kept)
     keys["rater_hash"] = _key(responses["rater_hash"], kept)
-    return _Ratings(raw=score[kept], item_weight=weight[code[kept]], keys=keys)
+    keys["item"] = _Key(code[kept].astype(np.int64, copy=False), pd.Index(distinct, dtype=object))
+    return _in_one_order(_Ratings(raw=score[kept], item_weight=weight[code[kept]], keys=keys))
+
+
+def _in_one_order(ratings: _Ratings) -> _Ratings:
+    """The ratings in the order of their key as the warehouse keeps it (round, rater, ratee,
+    item), whatever order the database returned them in: float sums depend on the order of their
+    terms, and a rerun must give the very same figures when the database's plan, and so the
+    order of its rows, differs from the first run's. SQLite returns them in that order already
+    (checked in one pass, no sort)."""
+    canonical = ratings.packed(
+        ["survey_id", "period", "rater_hash", "person_id", "item"], sortable=True
+    )
+    if not (canonical[1:] < canonical[:-1]).any():
+        return ratings
+    order = np.argsort(canonical, kind="stable")
+    keys = {k: _Key(v.codes[order], v.labels) for k, v in ratings.keys.items()}
+    return _Ratings(ratings.raw[order], ratings.item_weight[order], keys)
 
 
 # --- groups ---------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 import etl.score as score
-from etl.bulk import bulk_insert, bulk_read, reading
+from etl.bulk import bulk_read, reading
 from etl.generate import generate
+from etl.load import load_month
 from etl.pipeline import (
     close_step,
     run_month,
@@ -30,7 +31,7 @@ from etl.warehouse import (
     create_schema,
     engine_for,
     roster,
-    survey_response,
+    survey_round,
 )
 from reports.publish import pdf_batches
 from scoring.measures import attendance_counts, case_measures
@@ -325,6 +326,14 @@ def _ratings(*rows: tuple[str, str, str], scheme_id: str = "s") -> pd.DataFrame:
     )
 
 
+def _deliver(engine, ratings: pd.DataFrame) -> None:
+    """The ratings loaded as the months' extracts deliver them (load_month: survey_round too)."""
+    empty = pd.DataFrame()
+    for (sid, month), rows in ratings.groupby(["scheme_id", "month"]):
+        surveys = rows.drop(columns=["scheme_id", "month"])
+        load_month(engine, sid, month, {"surveys": surveys}, empty, empty)
+
+
 def test_a_month_reads_its_own_ratings_and_its_rounds_late_ones_each_once(warehouse_url):
     engine = engine_for(warehouse_url)
     create_schema(engine)
@@ -335,8 +344,7 @@ def test_a_month_reads_its_own_ratings_and_its_rounds_late_ones_each_once(wareho
         ("M", "2026-03", "2026-05"),  # March's round, late, with May
         ("Q", "2026-Q1", "2026-04"),  # the quarter's round, with April: April's, not March's
     )
-    with engine.begin() as conn:
-        bulk_insert(conn, survey_response, rows)
+    _deliver(engine, rows)
     with reading(engine) as read:
         data = score._survey_inputs(read, "s", ["2026-03"])
     engine.dispose()
@@ -350,6 +358,37 @@ def test_a_month_reads_its_own_ratings_and_its_rounds_late_ones_each_once(wareho
         {"survey_id": "M", "period": "2026-03", "month": "2026-03"},
         {"survey_id": "Q", "period": "2026-Q1", "month": "2026-03"},
     ]
+
+
+def test_the_load_records_which_months_delivered_which_rounds_and_an_older_warehouse_gets_it(
+    warehouse_url,
+):
+    # scoring finds a round's ratings through survey_round; a warehouse loaded before it existed
+    # gets it from the ratings it holds the first time the schema is created again
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    _deliver(
+        engine,
+        _ratings(
+            ("M", "2026-03", "2026-03"),
+            ("Q", "2026-Q1", "2026-03"),
+            ("Q", "2026-Q1", "2026-03"),
+            ("M", "2026-03", "2026-05"),
+        ),
+    )
+    order = ["month", "survey_id", "period"]
+    kept = table(warehouse_url, "survey_round").sort_values(order, ignore_index=True)
+    assert kept.drop(columns="scheme_id").values.tolist() == [
+        ["2026-03", "M", "2026-03", 1],
+        ["2026-03", "Q", "2026-Q1", 2],
+        ["2026-05", "M", "2026-03", 1],
+    ]
+    survey_round.drop(engine)
+    create_schema(engine)
+    create_schema(engine)  # once only: the table is there now
+    engine.dispose()
+    again = table(warehouse_url, "survey_round").sort_values(order, ignore_index=True)
+    assert again.equals(kept)
 
 
 def test_closing_a_quarter_reads_the_rounds_inside_it_wherever_they_were_delivered(
@@ -367,8 +406,7 @@ def test_closing_a_quarter_reads_the_rounds_inside_it_wherever_they_were_deliver
         ("A", "2026-04", "2026-04"),  # April's round: the second quarter's
         scheme_id=scheme.id,
     )
-    with engine.begin() as conn:
-        bulk_insert(conn, survey_response, rows)
+    _deliver(engine, rows)
     with reading(engine) as read:
         got = score._period_inputs(read, scheme, "2026-Q1")["responses"].astype(str)
     engine.dispose()
