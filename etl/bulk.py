@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -304,20 +304,28 @@ class Writer:
     and the block that opened the writer waits for everything before it commits. The caller must
     not change a frame after handing it over. Rows should arrive in primary-key order: an index
     filled in order is several times cheaper to build than one filled at random.
+
+    A frame handed over waits only behind the one being written (`FRAMES_AHEAD`): when the
+    database writes slower than the caller computes (PostgreSQL at a province's size), the caller
+    waits rather than the queue holding every mart of the run in memory at once.
     """
+
+    FRAMES_AHEAD = 1
 
     def __init__(self, conn: Connection | None, db: Any | None, dialect: sa.Dialect) -> None:
         self._conn, self._db, self._dialect = conn, db, dialect
         self._pool = None if db is None else ThreadPoolExecutor(1, thread_name_prefix="kaohe-write")
         self._pending: list[Future[None]] = []
+        self._frames: list[Future[None]] = []  # inserts not yet written
 
-    def _do(self, fn: Callable[..., None], *args: Any) -> None:
+    def _do(self, fn: Callable[..., None], *args: Any) -> Future[None] | None:
         if self._pool is None:
             fn(*args)
-            return
+            return None
         for done in [f for f in self._pending if f.done()]:
             done.result()  # a failed write stops the caller at its next step
         self._pending.append(self._pool.submit(self._after_pending, fn, *args))
+        return self._pending[-1]
 
     def _after_pending(self, fn: Callable[..., None], *args: Any) -> None:
         if any(f.done() and f.exception() for f in self._pending):
@@ -353,8 +361,13 @@ class Writer:
         self._do(self._execute, stmt)
 
     def insert(self, table: sa.Table, df: pd.DataFrame) -> int:
-        if not df.empty:
-            self._do(self._insert, table, df)
+        if df.empty:
+            return 0
+        self._frames = [f for f in self._frames if not f.done()]
+        while len(self._frames) > self.FRAMES_AHEAD:
+            wait([self._frames.pop(0)])  # its failure, if any, is raised by the next step
+        if (queued := self._do(self._insert, table, df)) is not None:
+            self._frames.append(queued)
         return len(df)
 
     def replace(self, table: sa.Table, df: pd.DataFrame, *where: Any) -> int:

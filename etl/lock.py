@@ -5,7 +5,9 @@ the scoring batches and the step that writes the marts. Two runs of the same mon
 there would score one run's rows in some batches and the other's in the rest. Airflow's
 `max_active_runs` only keeps one DAG's runs apart on one deployment; `airflow dags test`, a second
 DAG or a second deployment on the same warehouse would pass it. So the hold lives in the
-warehouse itself (`run_lock`), taken by the first step and renewed by each later one.
+warehouse itself (`run_lock`), taken by the first step and renewed by each later one. Scoring a
+month also rescores the later months of its year, so the scoring steps hold those months too
+(`take_rest_of_year`).
 
 A hold ends when its run ends: the last step frees it, and a failed task frees it through the
 DAG's failure callback (`fail_run`). A run that died without either is recognised by the run log
@@ -110,6 +112,34 @@ def free(engine: Engine, scheme_id: str, subject: str, run_id: str) -> None:
                 run_lock.c.run_id == run_id,
             )
         )
+
+
+def rest_of_year(month: str) -> list[str]:
+    """`month` and the later months of its year, in calendar order."""
+    year, first = month[:4], int(month[5:7])
+    return [f"{year}-{m:02d}" for m in range(first, 13)]
+
+
+def take_rest_of_year(engine: Engine, scheme_id: str, month: str, run_id: str, dag_id: str) -> None:
+    """Take the holds of `month` and of every later month of its year, for scoring: scoring a
+    month rescores the later months of its year already scored (their look-back measures and
+    yearly caps depend on it), and a run of one of those months interleaving there would have its
+    scores overwritten by ones computed from what it had not yet loaded, or months it scores
+    missed. Holds are taken in calendar order, so two runs never wait on each other in a circle;
+    when one is busy, those this call took are given back before MonthBusy is raised."""
+    subjects = rest_of_year(month)
+    for k, subject in enumerate(subjects):
+        try:
+            take(engine, scheme_id, subject, run_id, dag_id)
+        except MonthBusy:
+            for taken in subjects[1:k]:
+                free(engine, scheme_id, taken, run_id)
+            raise
+
+
+def free_rest_of_year(engine: Engine, scheme_id: str, month: str, run_id: str) -> None:
+    for subject in rest_of_year(month):
+        free(engine, scheme_id, subject, run_id)
 
 
 def free_run(conn: sa.Connection, run_id: str) -> None:

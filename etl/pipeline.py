@@ -206,7 +206,9 @@ def validate_step(manifest: dict[str, Any], cfg: Settings | None = None) -> dict
         "scheme_ref": manifest["scheme_ref"],
         "staging": str(stage),
         "report": str(docs / "index.html"),
-        "sources": summary,
+        # an XCom, kept in Airflow's database: counts and reasons, not the rows set aside
+        # (the examples stay in the validation report)
+        "sources": {s: {k: v for k, v in r.items() if k != "examples"} for s, r in summary.items()},
         "notes": manifest["notes"],
     }
 
@@ -258,9 +260,9 @@ def score_step(loaded: dict[str, Any], cfg: Settings | None = None) -> dict[str,
     scheme = load_scheme(loaded["scheme_ref"])
     engine = engine_for(cfg.warehouse_url)
     try:
-        lock.take(engine, scheme.id, loaded["month"], loaded["run_id"], MONTHLY)
+        lock.take_rest_of_year(engine, scheme.id, loaded["month"], loaded["run_id"], MONTHLY)
         summary = score_months(engine, scheme, loaded["month"])
-        lock.free(engine, scheme.id, loaded["month"], loaded["run_id"])
+        lock.free_rest_of_year(engine, scheme.id, loaded["month"], loaded["run_id"])
     finally:
         engine.dispose()
     return _scored(loaded, scheme, summary)
@@ -273,7 +275,7 @@ def score_plan_step(loaded: dict[str, Any], cfg: Settings | None = None) -> list
     scheme = load_scheme(loaded["scheme_ref"])
     engine = engine_for(cfg.warehouse_url)
     try:
-        lock.take(engine, scheme.id, loaded["month"], loaded["run_id"], MONTHLY)
+        lock.take_rest_of_year(engine, scheme.id, loaded["month"], loaded["run_id"], MONTHLY)
         plan = plan_batches(engine, scheme, loaded["month"], cfg.batch_people)
     finally:
         engine.dispose()
@@ -328,9 +330,9 @@ def score_finish_step(
     }
     engine = engine_for(cfg.warehouse_url)
     try:
-        lock.take(engine, scheme.id, loaded["month"], loaded["run_id"], MONTHLY)
+        lock.take_rest_of_year(engine, scheme.id, loaded["month"], loaded["run_id"], MONTHLY)
         summary = finish_months(engine, scheme, months, parts)
-        lock.free(engine, scheme.id, loaded["month"], loaded["run_id"])
+        lock.free_rest_of_year(engine, scheme.id, loaded["month"], loaded["run_id"])
     finally:
         engine.dispose()
     if folders:

@@ -28,6 +28,7 @@ COMPONENT_COLUMNS = [*COMPONENT_KEY, "score", "score_raw", "no_basis"]
 RELATION_COLUMNS = [*RELATION_KEY, "raters", "score", "score_raw", "suppressed"]
 SELF = "self"
 _INT64_LIMIT = 2**63
+CODE = np.int32  # a key column's codes: half the memory of int64 over a city's ratings
 
 
 def delivered_round_counts(ratings: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +97,7 @@ class _Key:
     """One key column of the kept ratings as integer codes (labels in order of first appearance);
     a missing value gets the code after the last label: a group of its own, labelled missing."""
 
-    codes: np.ndarray  # int64 per kept rating
+    codes: np.ndarray  # CODE per kept rating
     labels: pd.Index
 
     @property
@@ -125,7 +126,7 @@ def _key(column: pd.Series, kept: slice | np.ndarray) -> _Key:
     codes, labels = pd.factorize(column)
     if isinstance(labels.dtype, pd.CategoricalDtype):  # its labels as text: they sort as text
         labels = pd.Index(np.asarray(labels, dtype=object)).astype("str")
-    codes = codes[kept].astype(np.int64, copy=False)
+    codes = codes[kept].astype(CODE)
     if len(codes) and codes.min() < 0:
         codes = np.where(codes < 0, len(labels), codes)
     return _Key(codes, labels)
@@ -174,10 +175,10 @@ def _ratings(responses: pd.DataFrame, settings: _Settings) -> _Ratings | None:
     weight = by_item["item_weight"].to_numpy(dtype=float)
     columns = {"survey_id": "survey_id", "period": "period", "person_id": "ratee_id"}
     keys = {k: _key(responses[c], kept) for k, c in columns.items()}
-    keys["component_id"] = _Key(comp_of[kept], settings.ids)
+    keys["component_id"] = _Key(comp_of[kept].astype(CODE), settings.ids)
     keys["relation"] = _key(responses["relation"], kept)
     keys["rater_hash"] = _key(responses["rater_hash"], kept)
-    keys["item"] = _Key(code[kept].astype(np.int64, copy=False), pd.Index(distinct, dtype=object))
+    keys["item"] = _Key(code[kept].astype(CODE), pd.Index(distinct, dtype=object))
     return _in_one_order(_Ratings(raw=score[kept], item_weight=weight[code[kept]], keys=keys))
 
 
@@ -193,8 +194,10 @@ def _in_one_order(ratings: _Ratings) -> _Ratings:
     if not (canonical[1:] < canonical[:-1]).any():
         return ratings
     order = np.argsort(canonical, kind="stable")
-    keys = {k: _Key(v.codes[order], v.labels) for k, v in ratings.keys.items()}
-    return _Ratings(ratings.raw[order], ratings.item_weight[order], keys)
+    del canonical
+    for key in ratings.keys.values():  # one column at a time: a city month is millions of rows
+        key.codes = key.codes[order]
+    return _Ratings(ratings.raw[order], ratings.item_weight[order], ratings.keys)
 
 
 # --- groups ---------------------------------------------------------------------------------------

@@ -81,8 +81,8 @@ def test_a_retried_step_keeps_its_hold_and_a_month_and_another_month_run_side_by
     again = _land("run-a")  # Airflow retried `land`
     april = json.loads(json.dumps(land_step("2026-04", "run-c", scheme_ref="demo")))
     assert sorted(_holds(kaohe.warehouse_url)) == [["2026-03", "run-a"], ["2026-04", "run-c"]]
+    _finish(april)  # first: March's scoring holds April too (the next test)
     _finish(again)
-    _finish(april)
     assert _holds(kaohe.warehouse_url) == []
 
 
@@ -101,6 +101,29 @@ def test_an_abandoned_hold_is_taken_over(kaohe, how):
     _finish(_land("run-b"))
     assert _holds(kaohe.warehouse_url) == []
     assert table(kaohe.warehouse_url, "mart_monthly_score")["person_id"].nunique() == 30
+
+
+def test_rescoring_a_month_waits_for_a_run_of_a_later_month_of_its_year(kaohe):
+    # a March rerun rescores April; were April's own run to load and score April meanwhile, one
+    # of the two would overwrite the other's April with scores from what it had not seen
+    generate(Path(kaohe.inbox), 30, "2026-03", 2, seed=5)
+    _finish(_land("march"))
+    april = json.loads(json.dumps(land_step("2026-04", "april", scheme_ref="demo")))
+    loaded = load_step(validate_step(_land("march-again")))
+    with pytest.raises(
+        lock.MonthBusy, match="2026-04 of scheme demo-2026 is being processed by run april"
+    ):
+        score_plan_step(loaded)
+    assert sorted(_holds(kaohe.warehouse_url)) == [["2026-03", "march-again"], ["2026-04", "april"]]
+    _finish(april)
+    batches = [score_batch_step(b) for b in score_plan_step(loaded)]
+    # while March scores, April is held by it: April's next run waits
+    with pytest.raises(
+        lock.MonthBusy, match="2026-04 of scheme demo-2026 is being processed by run march-again"
+    ):
+        land_step("2026-04", "april-again", scheme_ref="demo")
+    assert score_finish_step(loaded, batches)["months"] == ["2026-03", "2026-04"]
+    assert _holds(kaohe.warehouse_url) == []
 
 
 def test_of_runs_racing_for_one_month_exactly_one_takes_it(kaohe):

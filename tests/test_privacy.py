@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import html
 import io
+import json
 import logging
 import os
 import re
@@ -344,6 +345,32 @@ def test_a_notice_names_only_its_person_and_is_sent_to_them_alone(quarter):
 # --- 4. personal data in logs --------------------------------------------------------------------
 
 
+def _month_with_a_stray_roster_row(inbox: Path) -> tuple[str, str, str]:
+    """March of 24 people and a roster row set aside (no such category), which the validation's
+    examples quote in full: -> its person id, name and address."""
+    generate(inbox, 24, "2026-03", 1, seed=22)
+    stray = ("900001", "司马无忌", "sima.wuji@example.gov.cn")
+    (inbox / "2026-03" / "roster-extra.csv").write_text(
+        "person_id,name,unit_id,unit_name,dept_id,dept_name,category,email\n"
+        f"{stray[0]},{stray[1]},court01,青山县人民法院,court01-d1,立案庭,astronaut,{stray[2]}\n",
+        encoding="utf-8",
+    )
+    return stray
+
+
+def test_what_validation_hands_the_next_task_quotes_no_row_it_set_aside(kaohe):
+    # the value a task returns is an XCom, kept in Airflow's database beside the runs: it says
+    # how many rows were set aside and why; their cells (a name, an address) stay in the
+    # validation report and mart_quarantine
+    stray = _month_with_a_stray_roster_row(Path(kaohe.inbox))
+    validation = validate_step(land_step("2026-03", "run-x", scheme_ref="demo"))
+    handed = json.dumps(validation, ensure_ascii=False)
+    report = Path(validation["report"]).with_name("summary.json").read_text(encoding="utf-8")
+    assert stray[1] in report and stray[2] in report
+    assert validation["sources"]["roster"]["rows_quarantined"] == 1
+    assert stray[1] not in handed and stray[2] not in handed
+
+
 def test_no_log_of_the_quarter_names_a_person_or_an_address(quarter):
     q = quarter
     assert "mail: " in q.logs  # the delivery's own lines were captured
@@ -442,14 +469,7 @@ def test_task_logs_show_no_password_and_no_personal_data(kaohe, monkeypatch, tmp
     monkeypatch.setenv("KAOHE_WAREHOUSE_URL", url)
     monkeypatch.setenv("AIRFLOW_CONN_KAOHE_SMTP", f"smtp://mailer:{smtp_password}@127.0.0.1:2525")
     inbox = Path(kaohe.inbox)
-    generate(inbox, 24, "2026-03", 1, seed=22)
-    # a roster row set aside (no such category): the validation's examples quote it in full
-    stray = ("900001", "司马无忌", "sima.wuji@example.gov.cn")
-    (inbox / "2026-03" / "roster-extra.csv").write_text(
-        "person_id,name,unit_id,unit_name,dept_id,dept_name,category,email\n"
-        f"{stray[0]},{stray[1]},court01,青山县人民法院,court01-d1,立案庭,astronaut,{stray[2]}\n",
-        encoding="utf-8",
-    )
+    stray = _month_with_a_stray_roster_row(inbox)
     keys, people = set(), set()
     for path in (inbox / "2026-03").glob("surveys*"):
         keys |= set(to_frame("surveys", path.name, path.read_bytes())[0].rater_key.astype(str))
