@@ -6,8 +6,8 @@ there would score one run's rows in some batches and the other's in the rest. Ai
 `max_active_runs` only keeps one DAG's runs apart on one deployment; `airflow dags test`, a second
 DAG or a second deployment on the same warehouse would pass it. So the hold lives in the
 warehouse itself (`run_lock`), taken by the first step and renewed by each later one. Scoring a
-month also rescores the later months of its year, so the scoring steps hold those months too
-(`take_rest_of_year`).
+month also rescores the later months of its year, so from the load to the end of scoring a run
+holds those months too (`take_rest_of_year`).
 
 A hold ends when its run ends: the last step frees it, and a failed task frees it through the
 DAG's failure callback (`fail_run`). A run that died without either is recognised by the run log
@@ -121,12 +121,13 @@ def rest_of_year(month: str) -> list[str]:
 
 
 def take_rest_of_year(engine: Engine, scheme_id: str, month: str, run_id: str, dag_id: str) -> None:
-    """Take the holds of `month` and of every later month of its year, for scoring: scoring a
-    month rescores the later months of its year already scored (their look-back measures and
-    yearly caps depend on it), and a run of one of those months interleaving there would have its
-    scores overwritten by ones computed from what it had not yet loaded, or months it scores
-    missed. Holds are taken in calendar order, so two runs never wait on each other in a circle;
-    when one is busy, those this call took are given back before MonthBusy is raised."""
+    """Take the holds of `month` and of every later month of its year, from the load to the end
+    of scoring: scoring a month rescores the later months of its year already scored (their
+    look-back measures and yearly caps depend on what it loads), and a run of one of those months
+    interleaving there would have its scores overwritten by ones computed from what it had not
+    yet loaded, or months it scores missed. Holds are taken in calendar order, so two runs never
+    wait on each other in a circle; when one is busy, those this call took are given back before
+    MonthBusy is raised."""
     subjects = rest_of_year(month)
     for k, subject in enumerate(subjects):
         try:
@@ -138,6 +139,7 @@ def take_rest_of_year(engine: Engine, scheme_id: str, month: str, run_id: str, d
 
 
 def free_rest_of_year(engine: Engine, scheme_id: str, month: str, run_id: str) -> None:
+    """The run's own month too: scoring is the last step that needs any of them."""
     for subject in rest_of_year(month):
         free(engine, scheme_id, subject, run_id)
 

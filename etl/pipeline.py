@@ -220,7 +220,9 @@ def load_step(validation: dict[str, Any], cfg: Settings | None = None) -> dict[s
     engine = engine_for(cfg.warehouse_url)
     try:
         scheme_id, month = validation["scheme_id"], validation["month"]
-        lock.take(engine, scheme_id, month, validation["run_id"], MONTHLY)
+        # from the load on: what it loads changes the later months of the year, which scoring
+        # then rescores; a busy one turns the run away before anything is loaded
+        lock.take_rest_of_year(engine, scheme_id, month, validation["run_id"], MONTHLY)
         counts = load_month(engine, scheme_id, month, accepted, quarantine, files)
         record_run(engine, validation["run_id"], status="success", finished_at=_now())
     finally:
@@ -398,13 +400,14 @@ def run_month(
     cfg: Settings | None = None,
 ) -> dict[str, Any]:
     """The intake in one process (tests, benchmarks): what the DAG's land, validate and load do.
-    The month is free again afterwards, and a `score_step` of it takes it anew."""
+    The month (and the rest of its year, which the load holds) is free again afterwards, and a
+    `score_step` of it takes them anew."""
     cfg = cfg or settings()
     manifest = land_step(month, run_id, scheme_ref=scheme_ref, reland=reland, cfg=cfg)
     loaded = load_step(validate_step(json.loads(json.dumps(manifest)), cfg), cfg)
     engine = engine_for(cfg.warehouse_url)
     try:
-        lock.free(engine, manifest["scheme_id"], month, run_id)
+        lock.free_rest_of_year(engine, manifest["scheme_id"], month, run_id)
     finally:
         engine.dispose()
     return loaded

@@ -472,22 +472,35 @@ def engine_for(url: str) -> Engine:
 def create_schema(engine: Engine) -> None:
     from etl.explain import create_views  # the views read these tables
 
-    rounds_missing = not sa.inspect(engine).has_table(survey_round.name)
-    md.create_all(engine)
-    if rounds_missing:
-        _record_rounds(engine)
+    if sa.inspect(engine).has_table(survey_round.name):
+        md.create_all(engine)
+    else:
+        md.create_all(engine, tables=[t for t in md.sorted_tables if t is not survey_round])
+        _add_survey_round(engine)
     create_views(engine)
 
 
-def _record_rounds(engine: Engine) -> None:
-    """`survey_round` of the ratings already there: a warehouse an earlier kaohe loaded gets the
-    table with its history once, when the table is created (scoring reads ratings by it)."""
-    v, r = survey_response.c, survey_round.c
+def rounds_of_ratings() -> sa.Select:
+    """`survey_round` as the ratings already there give it."""
+    v = survey_response.c
     key = [v.scheme_id, v.month, v.survey_id, v.period]
-    rounds = sa.select(*key, sa.func.count().label("ratings")).group_by(*key)
-    with engine.begin() as conn:
-        conn.execute(
-            survey_round.insert().from_select(
-                [r.scheme_id, r.month, r.survey_id, r.period, r.ratings], rounds
-            )
-        )
+    return sa.select(*key, sa.func.count().label("ratings")).group_by(*key)
+
+
+def _add_survey_round(engine: Engine) -> None:
+    """`survey_round` created and filled from the ratings in one transaction: a warehouse an
+    earlier kaohe loaded gets its history (scoring finds ratings through the table), and should
+    that fail, no table is left, so the next run tries again rather than scoring without the
+    history. When two runs do it at once, one does it and the other finds it done."""
+    r = survey_round.c
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":  # its driver would commit the CREATE at once
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            survey_round.create(conn)
+            names = [r.scheme_id, r.month, r.survey_id, r.period, r.ratings]
+            conn.execute(survey_round.insert().from_select(names, rounds_of_ratings()))
+            conn.commit()
+    except sa.exc.DBAPIError:
+        if not sa.inspect(engine).has_table(survey_round.name):
+            raise

@@ -183,18 +183,22 @@ def _ratings(responses: pd.DataFrame, settings: _Settings) -> _Ratings | None:
 
 
 def _in_one_order(ratings: _Ratings) -> _Ratings:
-    """The ratings in the order of their key as the warehouse keeps it (round, rater, ratee,
-    item), whatever order the database returned them in: float sums depend on the order of their
-    terms, and a rerun must give the very same figures when the database's plan, and so the
-    order of its rows, differs from the first run's. SQLite returns them in that order already
-    (checked in one pass, no sort)."""
+    """The ratings in one order that depends on their values only: float sums depend on the
+    order of their terms, and a rerun must give the very same figures when the database's plan,
+    and so the order of its rows, differs from the first run's. The order is that of the text of
+    (round, rater, ratee, item, relation), then the points: the same rating delivered by two
+    months (a late correction) ties on the text. A month's ratings read from SQLite come in
+    that order already (its key), which one pass checks."""
     canonical = ratings.packed(
-        ["survey_id", "period", "rater_hash", "person_id", "item"], sortable=True
+        ["survey_id", "period", "rater_hash", "person_id", "item", "relation"], sortable=True
     )
-    if not (canonical[1:] < canonical[:-1]).any():
+    if (canonical[1:] > canonical[:-1]).all():
         return ratings
     order = np.argsort(canonical, kind="stable")
-    del canonical
+    ranked = canonical[order]
+    if not (ranked[1:] > ranked[:-1]).all():  # ties: in order of their points too
+        order = np.lexsort((ratings.raw, canonical))
+    del canonical, ranked
     for key in ratings.keys.values():  # one column at a time: a city month is millions of rows
         key.codes = key.codes[order]
     return _Ratings(ratings.raw[order], ratings.item_weight[order], ratings.keys)

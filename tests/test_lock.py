@@ -108,16 +108,19 @@ def test_rescoring_a_month_waits_for_a_run_of_a_later_month_of_its_year(kaohe):
     # of the two would overwrite the other's April with scores from what it had not seen
     generate(Path(kaohe.inbox), 30, "2026-03", 2, seed=5)
     _finish(_land("march"))
+    logs = ("mart_run", "landing_log", "landed_file", "run_lock")  # April's landing adds to them
+    before = snapshot(kaohe.warehouse_url, skip=logs)
     april = json.loads(json.dumps(land_step("2026-04", "april", scheme_ref="demo")))
-    loaded = load_step(validate_step(_land("march-again")))
-    with pytest.raises(
-        lock.MonthBusy, match="2026-04 of scheme demo-2026 is being processed by run april"
-    ):
-        score_plan_step(loaded)
+    validation = validate_step(_land("march-again"))
+    busy = "2026-04 of scheme demo-2026 is being processed by run april"
+    with pytest.raises(lock.MonthBusy, match=busy):
+        load_step(validation)  # turned away before anything of March is loaded
+    assert snapshot(kaohe.warehouse_url, skip=logs) == before
     assert sorted(_holds(kaohe.warehouse_url)) == [["2026-03", "march-again"], ["2026-04", "april"]]
     _finish(april)
+    loaded = load_step(validation)  # Airflow's retry
     batches = [score_batch_step(b) for b in score_plan_step(loaded)]
-    # while March scores, April is held by it: April's next run waits
+    # from March's load to the end of its scoring, April is held by it: April's next run waits
     with pytest.raises(
         lock.MonthBusy, match="2026-04 of scheme demo-2026 is being processed by run march-again"
     ):

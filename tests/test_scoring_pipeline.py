@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 import etl.score as score
+import etl.warehouse as warehouse
 from etl.bulk import bulk_read, reading
 from etl.generate import generate
 from etl.load import load_month
@@ -361,7 +363,7 @@ def test_a_month_reads_its_own_ratings_and_its_rounds_late_ones_each_once(wareho
 
 
 def test_the_load_records_which_months_delivered_which_rounds_and_an_older_warehouse_gets_it(
-    warehouse_url,
+    warehouse_url, monkeypatch
 ):
     # scoring finds a round's ratings through survey_round; a warehouse loaded before it existed
     # gets it from the ratings it holds the first time the schema is created again
@@ -384,6 +386,15 @@ def test_the_load_records_which_months_delivered_which_rounds_and_an_older_wareh
         ["2026-05", "M", "2026-03", 1],
     ]
     survey_round.drop(engine)
+    # filling it fails (the process dies, the disk is full): no table is left, so the next run
+    # fills it rather than scoring without the history
+    with monkeypatch.context() as patched:
+        names = ["scheme_id", "month", "survey_id", "period", "ratings"]
+        broken = sa.select(*map(sa.column, names)).select_from(sa.table("no_such_table"))
+        patched.setattr(warehouse, "rounds_of_ratings", lambda: broken)
+        with pytest.raises(sa.exc.DBAPIError):
+            create_schema(engine)
+    assert not sa.inspect(engine).has_table("survey_round")
     create_schema(engine)
     create_schema(engine)  # once only: the table is there now
     engine.dispose()

@@ -479,6 +479,9 @@ def test_figures_are_the_same_to_the_last_bit_whatever_order_the_ratings_come_in
             for item in ("a", "b")
         ]
     )
+    # the same ratings delivered again by a later month with other points (a late correction)
+    again = resp.sample(60, random_state=1).assign(score=lambda f: (f["score"] + 1.7) % 100)
+    resp = pd.concat([resp, again], ignore_index=True)
     c, r = survey_scores(resp, s)
     for seed in range(5):
         shuffled = resp.sample(frac=1, random_state=seed).reset_index(drop=True)
