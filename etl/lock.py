@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl.warehouse import mart_run, run_lock
+from scoring.timeline import months_of
 
 LEASE = dt.timedelta(hours=6)  # far longer than any one step of a province month
 ENDED = ("failed", "rejected")  # run-log states after which a run takes no further step
@@ -116,8 +117,7 @@ def free(engine: Engine, scheme_id: str, subject: str, run_id: str) -> None:
 
 def rest_of_year(month: str) -> list[str]:
     """`month` and the later months of its year, in calendar order."""
-    year, first = month[:4], int(month[5:7])
-    return [f"{year}-{m:02d}" for m in range(first, 13)]
+    return [m for m in months_of(month[:4]) if m >= month]
 
 
 def take_rest_of_year(engine: Engine, scheme_id: str, month: str, run_id: str, dag_id: str) -> None:
@@ -126,8 +126,8 @@ def take_rest_of_year(engine: Engine, scheme_id: str, month: str, run_id: str, d
     look-back measures and yearly caps depend on what it loads), and a run of one of those months
     interleaving there would have its scores overwritten by ones computed from what it had not
     yet loaded, or months it scores missed. Holds are taken in calendar order, so two runs never
-    wait on each other in a circle; when one is busy, those this call took are given back before
-    MonthBusy is raised."""
+    wait on each other in a circle; when one is busy, the later months the run holds are given
+    back before MonthBusy is raised (its own month it keeps, as before the call)."""
     subjects = rest_of_year(month)
     for k, subject in enumerate(subjects):
         try:

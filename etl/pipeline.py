@@ -206,9 +206,7 @@ def validate_step(manifest: dict[str, Any], cfg: Settings | None = None) -> dict
         "scheme_ref": manifest["scheme_ref"],
         "staging": str(stage),
         "report": str(docs / "index.html"),
-        # an XCom, kept in Airflow's database: counts and reasons, not the rows set aside
-        # (the examples stay in the validation report)
-        "sources": {s: {k: v for k, v in r.items() if k != "examples"} for s, r in summary.items()},
+        "sources": summary,
         "notes": manifest["notes"],
     }
 

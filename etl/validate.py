@@ -223,7 +223,13 @@ class MonthValidation:
         return [r for r in self.reports.values() if r.status == "rejected"]
 
     def summary(self) -> dict[str, Any]:
-        return {s: asdict(r) for s, r in self.reports.items()}
+        """Per source, what the run's next tasks are told (an XCom, kept in Airflow's database):
+        counts, reasons and problems, never a row's cells: the examples stay in the validation
+        report (summary.json) and the rows in `mart_quarantine`."""
+        return {
+            s: {k: v for k, v in asdict(r).items() if k != "examples"}
+            for s, r in self.reports.items()
+        }
 
     def files_frame(self) -> pd.DataFrame:
         """The month's files with their counts, as `loaded_file` records them."""

@@ -396,7 +396,6 @@ def test_the_load_records_which_months_delivered_which_rounds_and_an_older_wareh
             create_schema(engine)
     assert not sa.inspect(engine).has_table("survey_round")
     create_schema(engine)
-    create_schema(engine)  # once only: the table is there now
     engine.dispose()
     again = table(warehouse_url, "survey_round").sort_values(order, ignore_index=True)
     assert again.equals(kept)
