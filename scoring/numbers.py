@@ -52,8 +52,9 @@ def lookup(keys: pd.Series, mapping: Mapping[Any, Any]) -> pd.Series:
     """keys.map(mapping) (missing: None), looking each distinct key up once: a dict map over
     Arrow-backed text goes cell by cell, and a city month maps hundreds of thousands of cells."""
     codes, uniques = pd.factorize(keys)
-    table = np.array([*(mapping.get(u) for u in uniques), None], dtype=object)
-    return pd.Series(table[codes], index=keys.index)
+    # the small table takes its dtype once; taking from it stays in that dtype's own arrays
+    table = pd.Series(np.array([*(mapping.get(u) for u in uniques), None], dtype=object))
+    return table.take(codes).set_axis(keys.index)  # code -1 (a missing key) is the None
 
 
 def among(keys: pd.Series, values: pd.Series) -> np.ndarray:

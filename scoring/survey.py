@@ -17,6 +17,8 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from scoring.scheme import Scheme
 
@@ -24,6 +26,7 @@ ROUND = ["survey_id", "period"]
 COMPONENT_KEY = [*ROUND, "person_id", "component_id"]
 RELATION_KEY = [*COMPONENT_KEY, "relation"]
 RATER_KEY = [*RELATION_KEY, "rater_hash"]
+ONE_ORDER = [*RATER_KEY, "item"]  # every key above is a prefix: its groups are runs of rows
 COMPONENT_COLUMNS = [*COMPONENT_KEY, "score", "score_raw", "no_basis"]
 RELATION_COLUMNS = [*RELATION_KEY, "raters", "score", "score_raw", "suppressed"]
 SELF = "self"
@@ -107,7 +110,12 @@ class _Key:
     @cached_property
     def rank(self) -> np.ndarray:
         """Per code: its place in label order (as sort_values orders labels), missing last."""
-        return np.append(pd.factorize(self.labels, sort=True)[0], len(self.labels))
+        if isinstance(self.labels.dtype, pd.StringDtype):  # Arrow sorts its text in C++
+            ranks = pc.rank(pa.array(self.labels.array), tiebreaker="first").to_numpy()
+            ranks = ranks.astype(np.int64) - 1
+        else:
+            ranks = pd.factorize(self.labels, sort=True)[0]
+        return np.append(ranks, len(self.labels))
 
     def label(self, codes: np.ndarray) -> pd.Index:
         missing = codes >= len(self.labels)
@@ -125,7 +133,7 @@ def _key(column: pd.Series, kept: slice | np.ndarray) -> _Key:
     seen only on dropped ratings leave unused codes, which nothing needs to be dense."""
     codes, labels = pd.factorize(column)
     if isinstance(labels.dtype, pd.CategoricalDtype):  # its labels as text: they sort as text
-        labels = pd.Index(np.asarray(labels, dtype=object)).astype("str")
+        labels = labels.categories.take(labels.codes).astype("str")
     codes = codes[kept].astype(CODE)
     if len(codes) and codes.min() < 0:
         codes = np.where(codes < 0, len(labels), codes)
@@ -186,12 +194,10 @@ def _in_one_order(ratings: _Ratings) -> _Ratings:
     """The ratings in one order that depends on their values only: float sums depend on the
     order of their terms, and a rerun must give the very same figures when the database's plan,
     and so the order of its rows, differs from the first run's. The order is that of the text of
-    (round, rater, ratee, item, relation), then the points: the same rating delivered by two
-    months (a late correction) ties on the text. A month's ratings read from SQLite come in
-    that order already (its key), which one pass checks."""
-    canonical = ratings.packed(
-        ["survey_id", "period", "rater_hash", "person_id", "item", "relation"], sortable=True
-    )
+    (round, ratee, component, relation, rater, item), then the points: the same rating delivered
+    by two months (a late correction) ties on the text. Each level's key (rater, relation,
+    component) is a prefix of it, so its groups are runs of rows, found without a sort."""
+    canonical = ratings.packed(ONE_ORDER, sortable=True)
     if (canonical[1:] > canonical[:-1]).all():
         return ratings
     order = np.argsort(canonical, kind="stable")
@@ -236,20 +242,14 @@ def _hashed(key: np.ndarray) -> _Groups:
     return _Groups(ids, len(uniques))
 
 
-def _sorted(key: np.ndarray) -> tuple[_Groups, np.ndarray]:
-    """Groups of a key with up to one group per row, and the first row of each group. Found by one
-    stable sort: input that arrives grouped (extracts are written per unit and ratee) is nearly
-    sorted already, where sorting beats hashing millions of distinct keys."""
-    order = np.argsort(key, kind="stable")
-    ordered = key[order]
-    starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(key) else np.zeros(0, dtype=bool)
-    first = order[starts]  # stable: each group's first row, groups in key order
-    is_first = np.zeros(len(key), dtype=bool)
-    is_first[first] = True
-    number = (np.cumsum(is_first) - 1)[first]  # groups numbered by their first row
-    ids = np.empty(len(key), dtype=np.int64)
-    ids[order] = number[np.cumsum(starts) - 1]
-    return _Groups(ids, len(first)), np.flatnonzero(is_first)
+def _runs(key: np.ndarray) -> tuple[_Groups, np.ndarray]:
+    """Groups of a key whose rows are in key order (a prefix of ONE_ORDER, packed sortable, over
+    rows in the ratings' order), and the first row of each: the groups are the key's runs, found
+    in one pass, with no sort and no hashing of millions of keys."""
+    if len(key) and not (key[1:] >= key[:-1]).all():
+        raise ValueError("survey groups: the key is not in the ratings' order")
+    starts = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, dtype=bool)
+    return _Groups(np.cumsum(starts) - 1, int(starts.sum())), np.flatnonzero(starts)
 
 
 # --- the steps of scheme.md -----------------------------------------------------------------------
@@ -289,7 +289,7 @@ def _rater_scores(ratings: _Ratings, corr: np.ndarray) -> tuple[np.ndarray, np.n
     """-> (a rating of each rater, corrected score, raw score). A rater's score is item-weighted
     over the items that rater scored; a rater who scored only zero-weight items has no score and
     is not counted."""
-    groups, first = _sorted(ratings.packed(RATER_KEY))
+    groups, first = _runs(ratings.packed(RATER_KEY, sortable=True))
     w = ratings.item_weight
     total = groups.sum(w)
     raw = groups.sum(ratings.raw * w)
@@ -305,7 +305,8 @@ def _relation_results(ratings: _Ratings, settings: _Settings, corr: np.ndarray) 
     min_raters raters (self exempt) is suppressed: its weight becomes 0 (survey_scores then
     reports its count without its figures)."""
     rater_rows, rater_corr, rater_raw = _rater_scores(ratings, corr)
-    groups, first = _sorted(ratings.packed(RELATION_KEY, rater_rows))
+    key = ratings.packed(RELATION_KEY, rater_rows, sortable=True)
+    groups, first = _runs(key)
     rows = rater_rows[first]
     relation = ratings.keys["relation"]
     comp, rel = ratings.keys["component_id"].codes[rows], relation.codes[rows]
@@ -320,13 +321,14 @@ def _relation_results(ratings: _Ratings, settings: _Settings, corr: np.ndarray) 
         "suppressed": suppressed,
         "weight": np.where(suppressed, 0.0, weight),
     }
-    return _Level(rows, ratings.packed(RELATION_KEY, rows, sortable=True), figures)
+    return _Level(rows, key[first], figures)
 
 
 def _component_scores(ratings: _Ratings, settings: _Settings, relations: _Level) -> _Level:
     """Relation-weighted over the relations left (weights renormalised); with none left the
     component has no basis and scores its neutral points."""
-    groups, first = _sorted(ratings.packed(COMPONENT_KEY, relations.rows))
+    key = ratings.packed(COMPONENT_KEY, relations.rows, sortable=True)
+    groups, first = _runs(key)
     rows, fig = relations.rows[first], relations.figures
     w = fig["weight"]
     total = groups.sum(w)
@@ -335,7 +337,7 @@ def _component_scores(ratings: _Ratings, settings: _Settings, relations: _Level)
     score = np.where(no_basis, neutral, groups.sum(fig["score"] * w) / total)
     raw = np.where(no_basis, neutral, groups.sum(fig["score_raw"] * w) / total)
     figures = {"score": score, "score_raw": raw, "no_basis": no_basis}
-    return _Level(rows, ratings.packed(COMPONENT_KEY, rows, sortable=True), figures)
+    return _Level(rows, key[first], figures)
 
 
 def survey_scores(responses: pd.DataFrame, scheme: Scheme) -> tuple[pd.DataFrame, pd.DataFrame]:
