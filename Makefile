@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 test: lint system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 # the scale ladder (intake to scores, 2,000 to 200,000 people; BENCH_FULL=1 for more), then
 # rendering; bench.ingest and bench.scoring still run alone for per-source and read/compute splits
