@@ -272,17 +272,15 @@ def _leniency_corrected(ratings: _Ratings, peer: np.ndarray, normalise: np.ndarr
 
 @dataclass(frozen=True)
 class _Level:
-    """One output level: a row of the ratings per group (which carries the group's keys), the
-    group's packed key (which sorts like its labels), and its figures."""
+    """One output level: a row of the ratings per group (which carries the group's keys), groups
+    in key order (they are runs of the ratings' order, _runs), and its figures."""
 
     rows: np.ndarray
-    key: np.ndarray
     figures: dict[str, np.ndarray]
 
     def frame(self, ratings: _Ratings, names: list[str], columns: list[str]) -> pd.DataFrame:
-        order = np.argsort(self.key, kind="stable")
-        labels = ratings.labelled(names, self.rows[order])
-        return pd.DataFrame({**labels, **{c: self.figures[c][order] for c in columns}})
+        labels = ratings.labelled(names, self.rows)
+        return pd.DataFrame({**labels, **{c: self.figures[c] for c in columns}})
 
 
 def _rater_scores(ratings: _Ratings, corr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -305,8 +303,7 @@ def _relation_results(ratings: _Ratings, settings: _Settings, corr: np.ndarray) 
     min_raters raters (self exempt) is suppressed: its weight becomes 0 (survey_scores then
     reports its count without its figures)."""
     rater_rows, rater_corr, rater_raw = _rater_scores(ratings, corr)
-    key = ratings.packed(RELATION_KEY, rater_rows, sortable=True)
-    groups, first = _runs(key)
+    groups, first = _runs(ratings.packed(RELATION_KEY, rater_rows, sortable=True))
     rows = rater_rows[first]
     relation = ratings.keys["relation"]
     comp, rel = ratings.keys["component_id"].codes[rows], relation.codes[rows]
@@ -321,14 +318,13 @@ def _relation_results(ratings: _Ratings, settings: _Settings, corr: np.ndarray) 
         "suppressed": suppressed,
         "weight": np.where(suppressed, 0.0, weight),
     }
-    return _Level(rows, key[first], figures)
+    return _Level(rows, figures)
 
 
 def _component_scores(ratings: _Ratings, settings: _Settings, relations: _Level) -> _Level:
     """Relation-weighted over the relations left (weights renormalised); with none left the
     component has no basis and scores its neutral points."""
-    key = ratings.packed(COMPONENT_KEY, relations.rows, sortable=True)
-    groups, first = _runs(key)
+    groups, first = _runs(ratings.packed(COMPONENT_KEY, relations.rows, sortable=True))
     rows, fig = relations.rows[first], relations.figures
     w = fig["weight"]
     total = groups.sum(w)
@@ -337,7 +333,7 @@ def _component_scores(ratings: _Ratings, settings: _Settings, relations: _Level)
     score = np.where(no_basis, neutral, groups.sum(fig["score"] * w) / total)
     raw = np.where(no_basis, neutral, groups.sum(fig["score_raw"] * w) / total)
     figures = {"score": score, "score_raw": raw, "no_basis": no_basis}
-    return _Level(rows, key[first], figures)
+    return _Level(rows, figures)
 
 
 def survey_scores(responses: pd.DataFrame, scheme: Scheme) -> tuple[pd.DataFrame, pd.DataFrame]:
