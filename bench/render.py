@@ -93,7 +93,10 @@ def marts(n: int, seed: int = 20260405) -> Any:
             "category": "judge",
             "total_score": total,
             "adjustment_total": np.where(rng.random(3 * n) < 0.05, 1.0, 0.0),
-            "rank_in_scope": pd.Series(total).groupby(m).rank(ascending=False, method="min"),
+            "rank_in_scope": pd.Series(total)
+            .groupby(m)
+            .rank(ascending=False, method="min")
+            .astype("Int64"),
             "red_flag": False,
             "veto": False,
         }
@@ -158,7 +161,7 @@ def marts(n: int, seed: int = 20260405) -> Any:
             "months": 3,
             "mean_monthly": score,
             "period_score": score,
-            "rank_in_scope": pd.Series(score).rank(ascending=False, method="min").to_numpy(),
+            "rank_in_scope": pd.Series(score).rank(ascending=False, method="min").astype("Int64"),
             "grade": np.where(score > 90, "excellent", np.where(score > 75, "good", "general")),
             "graded": True,
             "veto": False,

@@ -172,6 +172,15 @@ def plan(
     return plan_
 
 
+def whole_numbers(frame: pd.DataFrame, table: sa.Table) -> pd.DataFrame:
+    """The table's integer columns (ranks, months, raters) as whole numbers again: one NULL among
+    them (a person not ranked) makes the read give the whole column as floats, and every notice
+    would then say "第 2.0 名"."""
+    cols = [c.name for c in table.columns if isinstance(c.type, sa.Integer) and c.name in frame]
+    floats = [c for c in cols if frame[c].dtype.kind == "f"]
+    return frame.astype(dict.fromkeys(floats, "Int64")) if floats else frame
+
+
 def read_marts(engine: Engine, scheme: Scheme, what: str) -> Marts:
     """Every mart row the documents of `what` are made of."""
     sid = scheme.id
@@ -209,6 +218,10 @@ def read_marts(engine: Engine, scheme: Scheme, what: str) -> Marts:
                 + ["dept_name", "category", "email"],
             ),
         }
+    tables = {"monthly": m, "indicators": i, "adjustments": a, "surveys": s, "departments": d}
+    tables |= {"period": ps, "bonus": b, "refused": n}
+    for name, table in tables.items():
+        got[name] = whole_numbers(got[name], table)
     people = got.pop("roster").sort_values(["person_id", "month"])
     people = people.drop_duplicates("person_id", keep="last").reset_index(drop=True)
     for name in ("period", "bonus", "refused"):

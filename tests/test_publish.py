@@ -110,7 +110,17 @@ def test_a_quarter_is_published_told_once_and_corrected_only_where_it_changed(
             .where(mart_period_score.c.person_id == victim.person_id)
             .values(name=hostile)
         )
+        # someone not graded this quarter (too few months): no rank, so the column holds a NULL
+        conn.execute(
+            mart_period_score.update()
+            .where(
+                mart_period_score.c.person_id
+                == period.sort_values("period_score").person_id.iloc[1]
+            )
+            .values(rank_in_scope=None, graded=False, grade=None)
+        )
     engine.dispose()
+    period = table(url, "mart_period_score")  # as the quarter is published
 
     # notify: every person with an address gets their notice, once; the rest are listed
     out = publish("2026-Q1", "notify", "pub-1", ref, kaohe, transport, TODAY)
@@ -124,6 +134,8 @@ def test_a_quarter_is_published_told_once_and_corrected_only_where_it_changed(
     other = period[period.person_id != top.person_id].iloc[0]
     notice = _text(folder / f"notice-{top.person_id}.pdf")
     assert top["name"] in notice and other["name"] not in notice
+    told = (folder / f"notice-{top.person_id}.html").read_text(encoding="utf-8")
+    assert "第 1 名 / 共" in told  # a rank reads as a whole number, not "1.0"
     assert score(top.period_score) in notice.replace(" ", "")
     assert "2026年4月13日" in notice  # appeal window: 8 April + 5 days
     unit = top.unit_id
