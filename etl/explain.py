@@ -18,6 +18,8 @@ survey component.
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -38,6 +40,16 @@ PENDING = (
     f"{MONTH_OF.format('s.filed_on')} <= s.month "
     f"AND (s.closed_on IS NULL OR {MONTH_OF.format('s.closed_on')} > s.month)"
 )
+# older than the scheme's long_pending_days at the end of the month (unknown in a scheme_item row an
+# earlier kaohe wrote: every pending case, until the month is scored again); AGE is the dialect's
+AGE = "<the case's age rule>"
+LONG_PENDING = f"(d.long_pending_days IS NULL OR {AGE})"
+AGE_RULE = {
+    "sqlite": "date(s.filed_on, '+' || d.long_pending_days || ' days') "
+    "< date(s.month || '-01', '+1 month', '-1 day')",
+    "postgresql": "s.filed_on + d.long_pending_days "
+    "< CAST(s.month || '-01' AS DATE) + INTERVAL '1 month' - INTERVAL '1 day'",
+}
 # the months a measure reads: the source row's month s.month against the line's month e.month
 WINDOW = {
     "month": "s.month = e.month",
@@ -52,6 +64,7 @@ PANEL = (
     "';' || replace(COALESCE(s.panel_ids, ''), ' ', '') || ';' LIKE '%;' || e.person_id || ';%' "
     "AND s.judge_id <> e.person_id AND s.fault = 1"
 )
+LONG_PENDING_MEASURE = "cases.long_pending_count"
 # measure -> (source table, who the row belongs to, which rows count, months read)
 MEASURE_ROWS: dict[str, tuple[str, str, str, str]] = {
     **{
@@ -79,7 +92,7 @@ MEASURE_ROWS: dict[str, tuple[str, str, str, str]] = {
             ("in_court_verdict_rate", f"{CLOSED} AND s.outcome = 'judgment'", "month"),
             ("mediation_withdrawal_rate", CLOSED, "month"),
             ("pending_count", PENDING, "month"),
-            ("long_pending_count", PENDING, "month"),
+            ("long_pending_count", f"{PENDING} AND {LONG_PENDING}", "month"),
             ("reversal_count", f"s.appeal_outcome = 'reversed' AND {DECIDED}", "month"),
             ("remand_count", f"s.appeal_outcome = 'remanded' AND {DECIDED}", "month"),
             ("acceptance_rate", f"({CLOSED} OR {OVERTURNED})", "12 months"),
@@ -179,21 +192,58 @@ ADJUSTMENT_ROWS = (
 SOURCE = "\nUNION ALL\n".join(
     [_measure_rows(m, *spec) for m, spec in MEASURE_ROWS.items()] + [SURVEY_ROWS, ADJUSTMENT_ROWS]
 )
-VIEWS = {"v_score_explanation": EXPLANATION, "v_score_source": SOURCE}
+
+
+def views(dialect: str) -> dict[str, str]:
+    """Each view's body in `dialect` (date arithmetic is the dialect's own), as SQLite keeps it:
+    without the whitespace around it."""
+    return {
+        "v_score_explanation": EXPLANATION.strip(),
+        "v_score_source": SOURCE.replace(AGE, AGE_RULE[dialect]).strip(),
+    }
+
+
+def _stamp(body: str) -> str:
+    return "kaohe " + hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _current(conn: sa.Connection, name: str, body: str) -> bool:
+    """Whether the view `name` is there as `body` defines it: SQLite keeps the statement's text,
+    PostgreSQL the stamp create_views leaves in the view's comment."""
+    if conn.dialect.name == "sqlite":
+        sql = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = ?", (name,)
+        ).scalar()
+        return sql == f"CREATE VIEW {name} AS {body}"
+    comment = conn.execute(
+        sa.text("SELECT obj_description(to_regclass(:name), 'pg_class')"), {"name": name}
+    ).scalar()
+    return comment == _stamp(body)
 
 
 def create_views(engine: Engine) -> None:
-    """Create the explanation views where missing (the tables they read must exist)."""
-    have = set(sa.inspect(engine).get_view_names())
-    with engine.begin() as conn:
-        for name, body in VIEWS.items():
-            if name not in have:
-                conn.execute(sa.text(f"CREATE VIEW {name} AS {body}"))
+    """Create the explanation views, or replace them where an earlier kaohe made them otherwise
+    (the tables they read must exist). A view is replaced only when it differs, so runs starting
+    side by side do not queue behind each other's locks."""
+    for name, body in views(engine.dialect.name).items():
+        with engine.begin() as conn:
+            if _current(conn, name, body):
+                continue
+            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+            conn.execute(
+                sa.text(f"CREATE VIEW {name} AS {body}")
+            )  # text(): LIKE '%;…' is no placeholder
+            if conn.dialect.name != "sqlite":
+                conn.exec_driver_sql(f"COMMENT ON VIEW {name} IS '{_stamp(body)}'")
 
 
 def scheme_items(scheme: Scheme) -> pd.DataFrame:
     """The scheme's indicators with their measures, and the items of its survey components."""
+    days = scheme.long_pending_days
     rows = [
-        (c.id, i.id, "indicator", i.measure) for c in scheme.components for i in c.indicators
-    ] + [(comp, item, "survey_item", None) for item, comp in scheme.survey_items().items()]
-    return pd.DataFrame(rows, columns=["component_id", "item_id", "kind", "measure"])
+        (c.id, i.id, "indicator", i.measure, days if i.measure == LONG_PENDING_MEASURE else None)
+        for c in scheme.components
+        for i in c.indicators
+    ] + [(comp, item, "survey_item", None, None) for item, comp in scheme.survey_items().items()]
+    columns = ["component_id", "item_id", "kind", "measure", "long_pending_days"]
+    return pd.DataFrame(rows, columns=columns).astype({"long_pending_days": "Int64"})

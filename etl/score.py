@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -416,6 +417,9 @@ def _finish(
             key = {"scheme_id": scheme.id, "month": m}
             _replace(out, mart_indicator_score, key, parts[m].indicators)
             _replace(out, mart_adjustment, key, parts[m].adjustments)
+            # the month's largest frame is the writer's alone now, and freed once written: the
+            # totals need only its components, summed already (a province month: ~0.5 GiB)
+            parts[m] = replace(parts[m], indicators=parts[m].indicators.iloc[:0])
         data = _arrived(surveys)
         closed = data["closed"]
         rated, relations = survey_scores(data.pop("surveys"), scheme)  # freed once scored

@@ -226,6 +226,7 @@ scheme_item = sa.Table(  # what each indicator measures, which items feed a surv
     _key("item_id"),
     sa.Column("kind", T, nullable=False),  # indicator | survey_item
     sa.Column("measure", T),
+    sa.Column("long_pending_days", INT),  # the age rule, on a cases.long_pending_count indicator
 )
 run_lock = sa.Table(  # which run holds a month or period of a scheme (etl/lock.py)
     "run_lock",
@@ -477,7 +478,28 @@ def create_schema(engine: Engine) -> None:
     else:
         md.create_all(engine, tables=[t for t in md.sorted_tables if t is not survey_round])
         _add_survey_round(engine)
+    _add_column(engine, scheme_item.c.long_pending_days)
     create_views(engine)
+
+
+def _add_column(engine: Engine, column: sa.Column) -> None:
+    """A column a later kaohe added to a table, added to a warehouse an earlier one made (empty
+    until the next run writes it). When two runs do it at once, one does it and the other finds
+    it done."""
+    table = column.table
+
+    def have() -> bool:
+        return column.name in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+
+    if have():
+        return
+    kind = column.type.compile(dialect=engine.dialect)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+    except sa.exc.DBAPIError:
+        if not have():
+            raise
 
 
 def rounds_of_ratings() -> sa.Select:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
-from etl.explain import MEASURE_ROWS
+from etl.explain import MEASURE_ROWS, views
 from etl.generate import generate
 from etl.pipeline import run_month, score_step
+from etl.warehouse import create_schema, engine_for
 from scoring.measures import ATTENDANCE_MEASURES, CASE_MEASURES, DEPARTMENT_MEASURES
-from scoring.scheme import load_scheme
+from scoring.scheme import SCHEME_DIR, load_scheme
 from tests.helpers import table, write
 
 # measures that count rows: their value is the number of source rows the view names
@@ -129,3 +131,53 @@ def test_a_monthly_survey_component_is_a_line_with_its_ratings_as_rows(kaohe):
 
 def test_every_built_in_measure_says_which_rows_it_reads():
     assert set(MEASURE_ROWS) == set(ATTENDANCE_MEASURES + CASE_MEASURES + DEPARTMENT_MEASURES)
+
+
+def test_a_long_pending_line_lists_exactly_the_cases_past_the_age_rule(kaohe, tmp_path):
+    text = (SCHEME_DIR / "demo.yaml").read_text(encoding="utf-8")
+    text = text.replace("long_pending_days: 365", "long_pending_days: 40")
+    rule = "{id: long_pending, name: 长期未结案件, measure: cases.long_pending_count, per_unit: -1}"
+    text = text.replace("      - {id: panel_fault,", f"      - {rule}\n      - {{id: panel_fault,")
+    ref = tmp_path / "aged.yaml"
+    ref.write_text(text, encoding="utf-8")
+    generate(Path(kaohe.inbox), 60, "2026-03", 1, seed=21)
+    score_step(run_month("2026-03", "run-1", str(ref)))
+    url = kaohe.warehouse_url
+
+    # independently: each judge's cases pending at 31 March, and those filed over 40 days before
+    cases = table(url, "case_snapshot", "where month = '2026-03'")
+    filed, closed = pd.to_datetime(cases["filed_on"]), pd.to_datetime(cases["closed_on"])
+    end = pd.Timestamp("2026-03-31")
+    pending = (filed <= end) & ~(closed <= end)
+    aged = pending & ((end - filed).dt.days > 40)
+    assert aged.any() and (pending & ~aged).any()  # the rule leaves some pending cases out
+
+    lines = table(url, "v_score_explanation")
+    lines = lines[lines["measure"] == "cases.long_pending_count"].set_index("person_id")
+    want = cases[aged].groupby("judge_id").size()
+    assert lines["actual"].reindex(want.index).tolist() == want.tolist()
+    assert lines["actual"].drop(want.index).eq(0).all()
+    rows = table(url, "v_score_source")
+    listed = rows[rows["item"] == "long_pending"]
+    assert listed.groupby("person_id").size().sort_index().to_dict() == want.to_dict()
+    assert set(zip(listed["source_file"], listed["source_line"], strict=True)) == set(
+        zip(cases.loc[aged, "source_file"], cases.loc[aged, "source_line"], strict=True)
+    )
+
+
+def test_an_earlier_warehouse_gets_the_new_column_and_views(warehouse_url):
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    with engine.begin() as conn:  # as an earlier kaohe left it
+        for name in views(engine.dialect.name):
+            conn.exec_driver_sql(f"DROP VIEW {name}")
+        conn.exec_driver_sql("ALTER TABLE scheme_item DROP COLUMN long_pending_days")
+        conn.exec_driver_sql("CREATE VIEW v_score_source AS SELECT 1 AS earlier")
+    create_schema(engine)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("scheme_item")}
+    assert "long_pending_days" in columns
+    with engine.connect() as conn:
+        got = conn.exec_driver_sql("SELECT * FROM v_score_source").keys()
+        assert "sha256" in got and "earlier" not in got
+        assert set(views(engine.dialect.name)) <= set(sa.inspect(engine).get_view_names())
+    engine.dispose()
