@@ -103,7 +103,8 @@ def marts(n: int, seed: int = 20260405) -> Any:
     )
     pairs = [(c.id, i.id, i) for c in scheme.components for i in c.indicators if c.weight]
     k = len(pairs)
-    actual = rng.uniform(0, 40, 3 * n * k)
+    rate = np.tile([(i.measure or "").endswith("_rate") for *_, i in pairs], 3 * n)
+    actual = np.where(rate, rng.uniform(0.6, 1.0, 3 * n * k), rng.uniform(0, 40, 3 * n * k))
     indicators = pd.DataFrame(
         {
             "month": np.repeat(m, k),
@@ -111,7 +112,11 @@ def marts(n: int, seed: int = 20260405) -> Any:
             "component_id": np.tile([c for c, _, _ in pairs], 3 * n),
             "indicator_id": np.tile([i for _, i, _ in pairs], 3 * n),
             "actual": actual,
-            "target": np.tile([20.0 if i.target is not None else np.nan for *_, i in pairs], 3 * n),
+            "target": np.where(
+                rate,
+                0.9,
+                np.tile([20.0 if i.target is not None else np.nan for *_, i in pairs], 3 * n),
+            ),
             "points": np.tile([float(i.points or 0) for *_, i in pairs], 3 * n),
             "score": actual / 2,
             "no_basis": rng.random(3 * n * k) < 0.02,

@@ -143,6 +143,12 @@ def _names(scheme: Scheme) -> dict[str, dict[str, str]]:
             (c.id, i.id): i.name or i.id for c in scheme.components for i in c.indicators
         },
         "rule": {a.rule: a.name or a.rule for a in scheme.adjustments},
+        # a rate (出勤率, 服判息诉率) reads as a percentage: its measure's name says it is one
+        "rate": {
+            (c.id, i.id): (i.measure or "").endswith("_rate")
+            for c in scheme.components
+            for i in c.indicators
+        },
     }
 
 
@@ -192,6 +198,55 @@ def _header(scheme: Scheme, marts: Marts, stage: Stage) -> dict[str, Any]:
         "published_on": stage.published_on,
         "appeal_deadline": stage.appeal_deadline,
     }
+
+
+def _share(weight: float) -> str:
+    return f"{weight * 100:g}%"
+
+
+def scoring_method(scheme: Scheme, kind: str, category: str) -> str:
+    """How a period score of `kind` is made for `category`, as a notice writes it, so the score
+    can be followed from the monthly totals the notice shows."""
+    rules = scheme.period_rules(kind)
+    names = _names(scheme)["component"]
+    parts = [(names.get(c, c), rules.weight_for(c, category)) for c in rules.components]
+    parts = [(n, w) for n, w in parts if w > 0]
+    summed = rules.adjustments == "sum"
+    text = "各月月度总分（不含加减分）的平均值" if summed else "各月月度总分的平均值"
+    rest = 1.0 - sum(w for _, w in parts)
+    if parts:
+        terms = [f"{text} × {_share(rest)}"] if rest > 1e-9 else []
+        text = " + ".join(terms + [f"{n} × {_share(w)}" for n, w in parts])
+    if summed:
+        text += " + 本期加减分合计"
+    if parts:
+        text += "（无测评结果的项目，其权重计入月度总分平均值）"
+    return text
+
+
+def _results(marts: Marts, scheme: Scheme, kind: str, from_period: list[str]) -> pd.DataFrame:
+    """Each person's result of `what`: the period's, or the last month's, which takes the
+    `from_period` columns of a month closed as a pacesetter period; with the size of each
+    person's grading scope."""
+    if kind != "month" and marts.period is not None:
+        results = marts.period.rename(columns={"period_score": "score"})
+    else:
+        results = marts.monthly[marts.monthly["month"] == marts.months[-1]].rename(
+            columns={"total_score": "score"}
+        )
+        if marts.period is not None:
+            extra = marts.period[["person_id", *from_period]]
+            results = results.merge(extra, on="person_id", how="left")
+    return results.assign(scope_size=_scope_sizes(results, scheme))
+
+
+def _ranked_among(people: pd.DataFrame, scheme: Scheme) -> int | None:
+    """How many are ranked in the scope of a unit's people of one category, where that scope is
+    wider than the unit (grading by category across the scheme); None where it is the unit."""
+    if scheme.grading is not None and scheme.grading.scope == "unit_category":
+        return None
+    sizes = people["scope_size"].dropna()
+    return int(sizes.max()) if len(sizes) and sizes.max() > len(people) else None
 
 
 def _scope_sizes(results: pd.DataFrame, scheme: Scheme) -> pd.Series:
@@ -296,16 +351,7 @@ def bulletin_contexts(
     the last final publication (empty for the first); `links` the unit's bonus table URLs."""
     names = _names(scheme)
     header = _header(scheme, marts, stage)
-    last = marts.months[-1]
-    if marts.period is not None and parse_period(marts.what)[0] != "month":
-        results = marts.period.rename(columns={"period_score": "score"})
-    else:
-        results = marts.monthly[marts.monthly["month"] == last].rename(
-            columns={"total_score": "score"}
-        )
-        if marts.period is not None:  # a month closed as a pacesetter period
-            extra = marts.period[["person_id", "pacesetter", "pacesetter_route"]]
-            results = results.merge(extra, on="person_id", how="left")
+    results = _results(marts, scheme, header["kind"], ["pacesetter", "pacesetter_route"])
     results = results.sort_values(["category", "rank_in_scope", "person_id"], na_position="last")
     units = marts.roster.drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
     depts = marts.roster.drop_duplicates("dept_id").set_index("dept_id")["dept_name"]
@@ -321,6 +367,7 @@ def bulletin_contexts(
     for q in quality:
         q["source_name"] = SOURCES.get(q["source"], q["source"])
     refused = marts.refused if marts.refused is not None else pd.DataFrame(columns=["unit_id"])
+    who = dict(zip(marts.roster["person_id"], marts.roster["name"], strict=True))
     grades = list(names["grade"].items())
     for unit_id, rows in results.groupby("unit_id", sort=True):
         categories = []
@@ -329,6 +376,8 @@ def bulletin_contexts(
                 {
                     "id": cat,
                     "name": names["category"].get(cat, cat),
+                    # ranked among the scheme's whole category, not the unit's: say so
+                    "ranked_among": _ranked_among(people, scheme),
                     "rows": [
                         r | {"dept_name": depts.get(r["dept_id"], r["dept_id"])}
                         for r in _records(people)
@@ -385,7 +434,12 @@ def bulletin_contexts(
             "scores": [float(s) for s in rows["score"].dropna()],
             "quality": quality,
             "refused": [
-                {**n, "reason_name": REFUSALS.get(n["reason_refused"], n["reason_refused"])}
+                n
+                | {
+                    "name": who.get(n["person_id"], n["person_id"]),
+                    "month_label": month_label(n["month"]) if n["month"] else "—",
+                    "reason_name": REFUSALS.get(n["reason_refused"], n["reason_refused"]),
+                }
                 for n in _records(refused[refused["unit_id"] == unit_id])
             ],
             "bonus": (links or {}).get(unit_id) if unit_id in bonus_units else None,
@@ -410,16 +464,7 @@ def notice_contexts(
         else marts.monthly["month"] <= months[-1]
     ]
     monthly = monthly.sort_values(["person_id", "month"])
-    if kind != "month" and marts.period is not None:
-        results = marts.period.rename(columns={"period_score": "score"})
-    else:
-        results = marts.monthly[marts.monthly["month"] == months[-1]].rename(
-            columns={"total_score": "score"}
-        )
-        if marts.period is not None:
-            extra = marts.period[["person_id", "grade", "pacesetter", "pacesetter_route"]]
-            results = results.merge(extra, on="person_id", how="left")
-    results = results.assign(scope_size=_scope_sizes(results, scheme))
+    results = _results(marts, scheme, kind, ["grade", "pacesetter", "pacesetter_route"])
     bonus = (
         marts.bonus.groupby("person_id")["amount_cents"].sum()
         if marts.bonus is not None and len(marts.bonus)
@@ -461,6 +506,7 @@ def notice_contexts(
                 "indicator_name": names["indicator"].get(
                     (i["component_id"], i["indicator_id"]), i["indicator_id"]
                 ),
+                "rate": names["rate"].get((i["component_id"], i["indicator_id"]), False),
             }
             for i in per_ind.get(pid, [])
         ]
@@ -506,5 +552,6 @@ def notice_contexts(
             "surveys": surveys,
             "bonus_cents": None if pid not in bonus.index else int(bonus[pid]),
             "changes": per_change.get(pid, []),
+            "method": None if kind == "month" else scoring_method(scheme, kind, r["category"]),
         }
         yield pid, ctx

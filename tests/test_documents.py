@@ -277,3 +277,54 @@ def test_refused_nominations_and_streak_pacesetters_read_in_chinese():
         "已因连续进入第一方阵当选",
         "超出本单位推荐名额",
     ]
+    from reports.render import render_html
+
+    charts = {"trend_svg": "", "distribution_svg": ""}  # drawn by publish
+    html = render_html("bulletin.html", u1 | charts)
+    # by name and month; someone not on the roster by the id the nomination gave
+    assert "乙二（B，3月推荐）：已因连续进入第一方阵当选" in html
+    assert "X（X，3月推荐）：超出本单位推荐名额" in html
+
+
+def test_a_rate_reads_as_a_percentage_and_a_count_as_it_is():
+    from reports.render import render_html
+
+    marts = _marts()
+    rate = {"component_id": "casework", "indicator_id": "acceptance", "month": "2026-03"}
+    rate |= {"person_id": "A", "actual": 29 / 30, "target": 0.9, "points": 20.0, "score": 23.3}
+    marts.indicators = pd.concat(
+        [marts.indicators, pd.DataFrame([rate | {"no_basis": False}])], ignore_index=True
+    )
+    html = render_html("notice.html", dict(notice_contexts(SCHEME, marts, STAGE, NONE))["A"])
+    row = html[html.index("服判息诉率") :].split("</tr>")[0]
+    assert "96.67%" in row and "90.00%" in row  # 服判息诉率 29/30 against 90%
+    row = html[html.index("结案数") :].split("</tr>")[0]
+    assert ">24<" in row and ">20<" in row and "%" not in row
+
+
+def test_a_unit_bulletin_says_its_ranks_are_among_the_whole_category():
+    from reports.render import render_html
+
+    bulletins = dict(bulletin_contexts(SCHEME, _marts(), STAGE, NONE))
+    charts = {"trend_svg": "", "distribution_svg": ""}  # drawn by publish
+    u1 = render_html("bulletin.html", bulletins["U1"] | charts)  # 甲一 1st, 乙二 3rd of 3 judges
+    assert "名次为在本方案全部 3 名员额法官中的名次。" in u1
+
+
+def test_a_period_notice_says_how_its_score_is_made():
+    from reports.documents import scoring_method
+
+    # demo.yaml: a quarter is 0.8 of the mean monthly total and 0.2 of the conduct survey
+    assert scoring_method(SCHEME, "quarter", "judge") == (
+        "各月月度总分的平均值 × 80% + 德能勤绩廉民主测评 × 20%"
+        "（无测评结果的项目，其权重计入月度总分平均值）"
+    )
+    county = load_scheme("county")  # 积分制: the year's adjustments add up
+    assert scoring_method(county, "year", next(iter(county.categories))) == (
+        "各月月度总分（不含加减分）的平均值 × 70% + 年终考核测评 × 30% + 本期加减分合计"
+        "（无测评结果的项目，其权重计入月度总分平均值）"
+    )
+    points = load_scheme("points")  # the base points carry the whole score
+    assert scoring_method(points, "quarter", next(iter(points.categories))).startswith(
+        "基本分（德能勤绩廉） × 100% + "
+    )
