@@ -45,7 +45,7 @@ PENDING = (
 AGE = "<the case's age rule>"
 LONG_PENDING = f"(d.long_pending_days IS NULL OR {AGE})"
 AGE_RULE = {
-    "sqlite": "date(s.filed_on, '+' || d.long_pending_days || ' days') "
+    "sqlite": "date(s.filed_on, d.long_pending_days || ' days') "
     "< date(s.month || '-01', '+1 month', '-1 day')",
     "postgresql": "s.filed_on + d.long_pending_days "
     "< CAST(s.month || '-01' AS DATE) + INTERVAL '1 month' - INTERVAL '1 day'",
@@ -224,17 +224,35 @@ def _current(conn: sa.Connection, name: str, body: str) -> bool:
 def create_views(engine: Engine) -> None:
     """Create the explanation views, or replace them where an earlier kaohe made them otherwise
     (the tables they read must exist). A view is replaced only when it differs, so runs starting
-    side by side do not queue behind each other's locks."""
+    side by side do not queue behind each other's locks; when two replace it at once, one does it
+    and the other finds it done."""
     for name, body in views(engine.dialect.name).items():
-        with engine.begin() as conn:
+        with engine.connect() as conn:
             if _current(conn, name, body):
                 continue
-            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
-            conn.execute(
-                sa.text(f"CREATE VIEW {name} AS {body}")
-            )  # text(): LIKE '%;…' is no placeholder
-            if conn.dialect.name != "sqlite":
-                conn.exec_driver_sql(f"COMMENT ON VIEW {name} IS '{_stamp(body)}'")
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":  # its driver would commit the DROP and CREATE apart
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:  # one replacer at a time; the others then find the view as it should be
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('kaohe views'))"))
+            if not _current(conn, name, body):
+                _replace_view(conn, name, body)
+            conn.commit()
+
+
+def _replace_view(conn: sa.Connection, name: str, body: str) -> None:
+    create = sa.text(f"CREATE VIEW {name} AS {body}")  # text(): LIKE '%;…' is no placeholder
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+        conn.execute(create)
+        return
+    try:  # in place, so views a deployment built on this one stay
+        with conn.begin_nested():
+            conn.execute(sa.text(f"CREATE OR REPLACE VIEW {name} AS {body}"))
+    except sa.exc.DBAPIError:  # its columns changed: replaced whole (dependants must go first)
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+        conn.execute(create)
+    conn.exec_driver_sql(f"COMMENT ON VIEW {name} IS '{_stamp(body)}'")
 
 
 def scheme_items(scheme: Scheme) -> pd.DataFrame:

@@ -49,7 +49,7 @@ from scoring.measures import (
     case_measures,
     department_measures,
 )
-from scoring.monthly import UnitMonth, month_totals, unit_month
+from scoring.monthly import INDICATOR_COLUMNS, UnitMonth, month_totals, unit_month
 from scoring.periods import close_period
 from scoring.revisions import month_results, period_results, revision_for
 from scoring.scheme import Scheme
@@ -419,7 +419,7 @@ def _finish(
             _replace(out, mart_adjustment, key, parts[m].adjustments)
             # the month's largest frame is the writer's alone now, and freed once written: the
             # totals need only its components, summed already (a province month: ~0.5 GiB)
-            parts[m] = replace(parts[m], indicators=parts[m].indicators.iloc[:0])
+            parts[m] = replace(parts[m], indicators=pd.DataFrame(columns=INDICATOR_COLUMNS))
         data = _arrived(surveys)
         closed = data["closed"]
         rated, relations = survey_scores(data.pop("surveys"), scheme)  # freed once scored

@@ -220,8 +220,28 @@ def scoring_method(scheme: Scheme, kind: str, category: str) -> str:
     if summed:
         text += " + 本期加减分合计"
     if parts:
-        text += "（无测评结果的项目，其权重计入月度总分平均值）"
+        text += "（无测评结果的项目，其权重计入各月平均值）"
     return text
+
+
+def _method(
+    scheme: Scheme, kind: str, result: dict[str, Any], months: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The period score's making and the figures it starts from, as the person's notice shows
+    them: the mean monthly total, or where adjustments add up over the period, the mean without
+    them and their sum."""
+    summed = scheme.period_rules(kind).adjustments == "sum"
+    adjustments = [m["adjustment_total"] for m in months]
+    base = result.get("mean_monthly")
+    if summed and months:
+        base = sum(m["total_score"] - a for m, a in zip(months, adjustments, strict=True))
+        base /= len(months)
+    return {
+        "text": scoring_method(scheme, kind, result["category"]),
+        "summed": summed,
+        "base": base,
+        "points": sum(adjustments) if summed else None,
+    }
 
 
 def _results(marts: Marts, scheme: Scheme, kind: str, from_period: list[str]) -> pd.DataFrame:
@@ -246,7 +266,8 @@ def _ranked_among(people: pd.DataFrame, scheme: Scheme) -> int | None:
     if scheme.grading is not None and scheme.grading.scope == "unit_category":
         return None
     sizes = people["scope_size"].dropna()
-    return int(sizes.max()) if len(sizes) and sizes.max() > len(people) else None
+    here = int(people["rank_in_scope"].notna().sum())
+    return int(sizes.max()) if len(sizes) and sizes.max() > here else None
 
 
 def _scope_sizes(results: pd.DataFrame, scheme: Scheme) -> pd.Series:
@@ -437,7 +458,7 @@ def bulletin_contexts(
                 n
                 | {
                     "name": who.get(n["person_id"], n["person_id"]),
-                    "month_label": month_label(n["month"]) if n["month"] else "—",
+                    "month_label": month_label(n["month"]) if n["month"] else None,
                     "reason_name": REFUSALS.get(n["reason_refused"], n["reason_refused"]),
                 }
                 for n in _records(refused[refused["unit_id"] == unit_id])
@@ -552,6 +573,6 @@ def notice_contexts(
             "surveys": surveys,
             "bonus_cents": None if pid not in bonus.index else int(bonus[pid]),
             "changes": per_change.get(pid, []),
-            "method": None if kind == "month" else scoring_method(scheme, kind, r["category"]),
+            "method": None if kind == "month" else _method(scheme, kind, r, trend),
         }
         yield pid, ctx

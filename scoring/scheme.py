@@ -295,7 +295,7 @@ class Scheme(_Strict):
     timezone: str = "Asia/Shanghai"
     categories: dict[str, str]
     score_range: tuple[Number, Number] | None = None
-    long_pending_days: int = 365
+    long_pending_days: int = Field(default=365, ge=0)
     max_quarantine_share: Number = Field(default=0.05, ge=0, le=1)
     components: list[Component] = Field(default_factory=list)
     adjustments: list[AdjustmentRule] = Field(default_factory=list)

@@ -317,14 +317,50 @@ def test_a_period_notice_says_how_its_score_is_made():
     # demo.yaml: a quarter is 0.8 of the mean monthly total and 0.2 of the conduct survey
     assert scoring_method(SCHEME, "quarter", "judge") == (
         "各月月度总分的平均值 × 80% + 德能勤绩廉民主测评 × 20%"
-        "（无测评结果的项目，其权重计入月度总分平均值）"
+        "（无测评结果的项目，其权重计入各月平均值）"
     )
     county = load_scheme("county")  # 积分制: the year's adjustments add up
     assert scoring_method(county, "year", next(iter(county.categories))) == (
         "各月月度总分（不含加减分）的平均值 × 70% + 年终考核测评 × 30% + 本期加减分合计"
-        "（无测评结果的项目，其权重计入月度总分平均值）"
+        "（无测评结果的项目，其权重计入各月平均值）"
     )
     points = load_scheme("points")  # the base points carry the whole score
     assert scoring_method(points, "quarter", next(iter(points.categories))).startswith(
         "基本分（德能勤绩廉） × 100% + "
     )
+
+
+def test_where_adjustments_add_up_the_notice_gives_the_figures_the_formula_takes():
+    marts = _marts()
+    months = ["2026-01", "2026-02", "2026-03"]
+    marts.monthly = pd.concat(
+        [marts.monthly[marts.monthly.person_id == "A"].assign(month=m) for m in months],
+        ignore_index=True,
+    ).assign(total_score=[90.0, 92.0, 91.0], adjustment_total=[1.0, 0.0, 2.0])
+    marts.what = "2026-Q1"
+    marts.period = pd.DataFrame(
+        {
+            "person_id": ["A"],
+            "name": ["甲一"],
+            "unit_id": ["U1"],
+            "dept_id": ["D1"],
+            "category": ["judge"],
+            "months": [3],
+            "mean_monthly": [91.0],
+            "period_score": [92.0],
+            "rank_in_scope": [1],
+            "grade": ["excellent"],
+            "graded": [True],
+            "veto": [False],
+            "pacesetter": [False],
+            "pacesetter_route": [None],
+            "placed_by_tiebreak": [False],
+        }
+    )
+    summed = SCHEME.model_copy(deep=True)
+    summed.periods["quarter"].adjustments = "sum"
+    method = dict(notice_contexts(summed, marts, STAGE, NONE))["A"]["method"]
+    # 90 − 1, 92 − 0, 91 − 2: the mean without adjustments is 90; they add up to 3
+    assert method["summed"] and method["base"] == 90.0 and method["points"] == 3.0
+    plain = dict(notice_contexts(SCHEME, marts, STAGE, NONE))["A"]["method"]
+    assert not plain["summed"] and plain["base"] == 91.0 and plain["points"] is None

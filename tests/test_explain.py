@@ -5,6 +5,7 @@ PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -173,11 +174,29 @@ def test_an_earlier_warehouse_gets_the_new_column_and_views(warehouse_url):
             conn.exec_driver_sql(f"DROP VIEW {name}")
         conn.exec_driver_sql("ALTER TABLE scheme_item DROP COLUMN long_pending_days")
         conn.exec_driver_sql("CREATE VIEW v_score_source AS SELECT 1 AS earlier")
-    create_schema(engine)
+    # runs starting side by side: one replaces the view, the others find it done
+    with ThreadPoolExecutor(4) as pool:
+        for done in [pool.submit(create_schema, engine) for _ in range(4)]:
+            done.result()
     columns = {c["name"] for c in sa.inspect(engine).get_columns("scheme_item")}
     assert "long_pending_days" in columns
     with engine.connect() as conn:
         got = conn.exec_driver_sql("SELECT * FROM v_score_source").keys()
         assert "sha256" in got and "earlier" not in got
         assert set(views(engine.dialect.name)) <= set(sa.inspect(engine).get_view_names())
+        before = _identities(conn)
+    create_schema(engine)  # a view as this kaohe defines it is left alone
+    with engine.connect() as conn:
+        assert _identities(conn) == before
     engine.dispose()
+
+
+def _identities(conn: sa.Connection) -> list[int]:
+    """Each view's catalogue identity: a dropped and recreated view gets a new one."""
+    if conn.dialect.name == "sqlite":
+        sql = "SELECT rowid FROM sqlite_master WHERE type = 'view' AND name = :name"
+    else:
+        sql = "SELECT CAST(to_regclass(:name) AS oid)"
+    found = [conn.execute(sa.text(sql), {"name": n}).scalar() for n in sorted(views("sqlite"))]
+    assert all(found)
+    return found

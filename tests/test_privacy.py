@@ -291,7 +291,17 @@ def _own_figures(tables: dict[str, pd.DataFrame], person: str) -> set[str]:
     ind = tables["mart_indicator_score"]
     means = ind[ind.person_id == person].groupby(["component_id", "indicator_id"])
     out |= {score(v) for v in means[["actual", "score"]].mean().stack().dropna()}
-    return out
+    # a rate's actual and target as the percentages the notice prints
+    items = tables["scheme_item"]
+    rates = items[items.measure.fillna("").str.endswith("_rate")]
+    rated = ind[ind.person_id == person].merge(
+        rates[["component_id", "item_id"]],
+        left_on=["component_id", "indicator_id"],
+        right_on=["component_id", "item_id"],
+    )
+    out |= {score(v * 100) for v in rated[["actual", "target"]].stack().dropna()}
+    per = rated.groupby(["component_id", "indicator_id"])["actual"].mean().dropna()
+    return out | {score(v * 100) for v in per}
 
 
 def _others_named(text: str, own: str, names: pd.Series) -> list[str]:
