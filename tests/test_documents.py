@@ -357,8 +357,8 @@ def test_where_adjustments_add_up_the_notice_gives_the_figures_the_formula_takes
             "placed_by_tiebreak": [False],
         }
     )
-    summed = SCHEME.model_copy(deep=True)
-    summed.periods["quarter"].adjustments = "sum"
+    quarter = SCHEME.periods["quarter"].model_copy(update={"adjustments": "sum"})
+    summed = SCHEME.model_copy(update={"periods": SCHEME.periods | {"quarter": quarter}})
     method = dict(notice_contexts(summed, marts, STAGE, NONE))["A"]["method"]
     # 90 − 1, 92 − 0, 91 − 2: the mean without adjustments is 90; they add up to 3
     assert method["summed"] and method["base"] == 90.0 and method["points"] == 3.0
