@@ -213,6 +213,6 @@ def test_zoucheng_year_from_the_scheme_file(zoucheng_year):
     notice = (folder / "notice-Z004.html").read_text(encoding="utf-8")
     assert "手工丁" in notice and "91.00" in notice and "是（单位推荐）" in notice
     bulletin = (folder / f"bulletin-{h1.loc['Z004', 'unit_id']}.html").read_text(encoding="utf-8")
-    assert "Z005（2026-06）：超出本单位推荐名额" in bulletin
-    assert "Z001（2026-06）：已按排名当选" in bulletin
+    assert "手工戊（Z005，6月推荐）：超出本单位推荐名额" in bulletin
+    assert "（Z001，6月推荐）：已按排名当选" in bulletin
     assert not list(folder.glob("bonus-*"))
