@@ -224,20 +224,17 @@ def scoring_method(scheme: Scheme, kind: str, category: str) -> str:
     return text
 
 
-def _method(
-    scheme: Scheme, kind: str, result: dict[str, Any], months: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The period score's making and the figures it starts from, as the person's notice shows
-    them: the mean monthly total, or where adjustments add up over the period, the mean without
-    them and their sum."""
-    summed = scheme.period_rules(kind).adjustments == "sum"
+def _method(text: str, summed: bool, result: dict[str, Any], months: list[dict[str, Any]]) -> dict:
+    """The period score's making (`text`, scoring_method's) and the figures it starts from, as
+    the person's notice shows them: the mean monthly total, or where adjustments add up over the
+    period (`summed`), the mean without them and their sum."""
     adjustments = [m["adjustment_total"] for m in months]
     base = result.get("mean_monthly")
     if summed and months:
         base = sum(m["total_score"] - a for m, a in zip(months, adjustments, strict=True))
         base /= len(months)
     return {
-        "text": scoring_method(scheme, kind, result["category"]),
+        "text": text,
         "summed": summed,
         "base": base,
         "points": sum(adjustments) if summed else None,
@@ -260,11 +257,9 @@ def _results(marts: Marts, scheme: Scheme, kind: str, from_period: list[str]) ->
     return results.assign(scope_size=_scope_sizes(results, scheme))
 
 
-def _ranked_among(people: pd.DataFrame, scheme: Scheme) -> int | None:
+def _ranked_among(people: pd.DataFrame) -> int | None:
     """How many are ranked in the scope of a unit's people of one category, where that scope is
     wider than the unit (grading by category across the scheme); None where it is the unit."""
-    if scheme.grading is not None and scheme.grading.scope == "unit_category":
-        return None
     sizes = people["scope_size"].dropna()
     here = int(people["rank_in_scope"].notna().sum())
     return int(sizes.max()) if len(sizes) and sizes.max() > here else None
@@ -398,7 +393,7 @@ def bulletin_contexts(
                     "id": cat,
                     "name": names["category"].get(cat, cat),
                     # ranked among the scheme's whole category, not the unit's: say so
-                    "ranked_among": _ranked_among(people, scheme),
+                    "ranked_among": _ranked_among(people),
                     "rows": [
                         r | {"dept_name": depts.get(r["dept_id"], r["dept_id"])}
                         for r in _records(people)
@@ -486,6 +481,13 @@ def notice_contexts(
     ]
     monthly = monthly.sort_values(["person_id", "month"])
     results = _results(marts, scheme, kind, ["grade", "pacesetter", "pacesetter_route"])
+    # once per category, not per person
+    summed = kind != "month" and scheme.period_rules(kind).adjustments == "sum"
+    methods = (
+        {}
+        if kind == "month"
+        else {c: scoring_method(scheme, kind, c) for c in results["category"].unique()}
+    )
     bonus = (
         marts.bonus.groupby("person_id")["amount_cents"].sum()
         if marts.bonus is not None and len(marts.bonus)
@@ -573,6 +575,8 @@ def notice_contexts(
             "surveys": surveys,
             "bonus_cents": None if pid not in bonus.index else int(bonus[pid]),
             "changes": per_change.get(pid, []),
-            "method": None if kind == "month" else _method(scheme, kind, r, trend),
+            "method": None
+            if kind == "month"
+            else _method(methods[r["category"]], summed, r, trend),
         }
         yield pid, ctx
