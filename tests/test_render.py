@@ -6,6 +6,7 @@ the worker pool writes each document to its own file."""
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import re
 import shutil
@@ -191,6 +192,37 @@ def test_the_inline_stylesheet_is_cascaded_once_and_a_documents_own_styles_stay(
     assert len(PdfReader(io.BytesIO(html_to_pdf(own))).pages) == 2
     # and kaohe.css is applied all the same: its page footer is on the page
     assert "第 1 页 / 共 1 页" in text_of(html_to_pdf(page(body, head=inline)))
+
+
+def _alive(kind: str) -> int:
+    return sum(type(o).__name__ == kind for o in gc.get_objects())
+
+
+def test_nothing_of_a_document_outlives_it_and_the_collector_is_left_as_found(monkeypatch):
+    # a publishing task renders thousands of notices in one process: each document's boxes and
+    # styles (some in reference cycles) must be gone when its PDF is returned, not left for a
+    # later collection, and the task's own cycle collector must run as before
+    rows = "".join(f"<tr><td>指标{i}</td><td>{i}.00</td></tr>" for i in range(30))
+    doc = page(f"<h1>考核结果通知书</h1><table><tbody>{rows}</tbody></table>")
+    html_to_pdf(doc)
+    for _ in range(3):
+        assert "指标29" in text_of(html_to_pdf(doc))
+        assert _alive("TextBox") == _alive("ComputedStyle") == 0
+        assert gc.isenabled()
+    gc.disable()  # a caller that manages the collector itself keeps it as it set it
+    try:
+        html_to_pdf(doc)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("layout failed")
+
+    monkeypatch.setattr("weasyprint.HTML.write_pdf", broken)
+    with pytest.raises(RuntimeError, match="layout failed"):
+        html_to_pdf(doc)
+    assert gc.isenabled()  # a document that fails leaves the collector running
 
 
 def test_write_text_is_atomic_utf8(tmp_path):
