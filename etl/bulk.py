@@ -17,6 +17,7 @@ engine connection while it works: callers finish with the engine before and star
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -26,6 +27,8 @@ from typing import Any, TypeVar
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+from etl.partitions import Partitioned
 
 T = TypeVar("T")
 BUSY_MS = 60_000  # wait for another writer as long as the engine does
@@ -317,6 +320,8 @@ class Writer:
         self._pool = None if db is None else ThreadPoolExecutor(1, thread_name_prefix="kaohe-write")
         self._pending: list[Future[None]] = []
         self._frames: list[Future[None]] = []  # inserts not yet written
+        postgres = dialect.name == "postgresql"
+        self._parts = Partitioned(self._execute_sql, self._scalar) if postgres else None
 
     def _do(self, fn: Callable[..., None], *args: Any) -> Future[None] | None:
         if self._pool is None:
@@ -342,20 +347,63 @@ class Writer:
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def put_in_place(self) -> None:
+        """What must come last before the commit: the months loaded beside their partitions
+        take their places (etl.partitions)."""
+        if self._parts is not None:
+            self._parts.put_in_place()
+
     def _execute(self, stmt: sa.Executable) -> None:
         if self._db is None:
             self._conn.execute(stmt)
             return
-        with self._db.cursor() as cur:
-            cur.execute(_sql(stmt, self._dialect))
+        self._execute_sql(_sql(stmt, self._dialect))
 
-    def _insert(self, table: sa.Table, df: pd.DataFrame) -> None:
+    def _execute_sql(self, sql: str) -> None:
         if self._db is None:
-            bulk_insert(self._conn, table, df)
+            self._conn.exec_driver_sql(sql)
+            return
+        with self._db.cursor() as cur:
+            cur.execute(sql)
+
+    def _scalar(self, sql: str) -> Any:
+        if self._db is None:
+            return self._conn.exec_driver_sql(sql).scalar()
+        with self._db.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()[0]
+
+    def _insert(self, table: sa.Table, df: pd.DataFrame, into: str | None = None) -> None:
+        """Insert `df` into `table`, or into the table named `into` that has its columns."""
+        if into is None and self._parts is not None and self._parts.of(table):
+            for sid, month in df[["scheme_id", "month"]].drop_duplicates().itertuples(index=False):
+                self._parts.ensure_month(table, sid, month)
+        if self._db is None:
+            bulk_insert(
+                self._conn,
+                table if into is None else table.to_metadata(sa.MetaData(), name=into),
+                df,
+            )
             return
         data = _arrow_table(df[_columns(table, df)], table, self._dialect.name)
         with self._db.cursor() as cur:
-            cur.adbc_ingest(table.name, data, mode="append")
+            cur.adbc_ingest(into or table.name, data, mode="append")
+
+    def _replace_month(self, table: sa.Table, df: pd.DataFrame, scheme_id: str, month: str) -> None:
+        if self._parts is not None and self._parts.of(table) and not df.empty:
+            load = functools.partial(self._insert, table, df)
+            self._parts.swap_month(table, scheme_id, month, lambda name: load(into=name))
+            return
+        self._execute(table.delete().where(table.c.scheme_id == scheme_id, table.c.month == month))
+        self._insert(table, df)
+
+    def _queue_frame(self, fn: Callable[..., None], *args: Any) -> None:
+        """Hand a frame's write over, waiting while FRAMES_AHEAD others wait to be written."""
+        self._frames = [f for f in self._frames if not f.done()]
+        while len(self._frames) > self.FRAMES_AHEAD:
+            wait([self._frames.pop(0)])  # its failure, if any, is raised by the next step
+        if (queued := self._do(fn, *args)) is not None:
+            self._frames.append(queued)
 
     def execute(self, stmt: sa.Executable) -> None:
         self._do(self._execute, stmt)
@@ -363,17 +411,20 @@ class Writer:
     def insert(self, table: sa.Table, df: pd.DataFrame) -> int:
         if df.empty:
             return 0
-        self._frames = [f for f in self._frames if not f.done()]
-        while len(self._frames) > self.FRAMES_AHEAD:
-            wait([self._frames.pop(0)])  # its failure, if any, is raised by the next step
-        if (queued := self._do(self._insert, table, df)) is not None:
-            self._frames.append(queued)
+        self._queue_frame(self._insert, table, df)
         return len(df)
 
     def replace(self, table: sa.Table, df: pd.DataFrame, *where: Any) -> int:
         """Delete the rows matching `where`, then insert `df`."""
         self.execute(table.delete().where(*where))
         return self.insert(table, df)
+
+    def replace_month(self, table: sa.Table, df: pd.DataFrame, scheme_id: str, month: str) -> int:
+        """Make `df` the rows of (scheme_id, month) in a mart keyed by them: on a partitioned
+        PostgreSQL mart, a new table swapped for the month's (etl.partitions), else a delete and
+        an insert. `df` carries the key columns."""
+        self._queue_frame(self._replace_month, table, df, scheme_id, month)
+        return len(df)
 
 
 @contextmanager
@@ -382,7 +433,9 @@ def writing(engine: Engine) -> Iterator[Writer]:
     target = _adbc_target(engine)
     if target is None:
         with engine.begin() as conn:
-            yield Writer(conn, None, engine.dialect)
+            out = Writer(conn, None, engine.dialect)
+            yield out
+            out.put_in_place()
         return
     db = _adbc_connect(engine, target, transaction=True)
     out = Writer(None, db, engine.dialect)
@@ -391,6 +444,7 @@ def writing(engine: Engine) -> Iterator[Writer]:
             yield out
         finally:
             out.finish()
+        out.put_in_place()
         db.adbc_connection.commit()
     except BaseException:
         db.adbc_connection.rollback()

@@ -236,11 +236,11 @@ def create_views(engine: Engine) -> None:
             else:  # one replacer at a time; the others then find the view as it should be
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('kaohe views'))"))
             if not _current(conn, name, body):
-                _replace_view(conn, name, body)
+                replace_view(conn, name, body)
             conn.commit()
 
 
-def _replace_view(conn: sa.Connection, name: str, body: str) -> None:
+def replace_view(conn: sa.Connection, name: str, body: str) -> None:
     create = sa.text(f"CREATE VIEW {name} AS {body}")  # text(): LIKE '%;…' is no placeholder
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")

@@ -60,8 +60,11 @@ LOOK_BACK_MONTHS = 12  # acceptance_rate sums the 12 months ending with the mont
 
 
 def _replace(out: Writer, table: sa.Table, key: dict[str, Any], rows: pd.DataFrame) -> int:
-    """Delete the rows under `key` and insert `rows` with the key filled."""
-    return out.replace(table, rows.assign(**key), *(table.c[k] == v for k, v in key.items()))
+    """Make `rows`, with the key filled, the rows under `key`."""
+    rows = rows.assign(**key)
+    if set(key) == {"scheme_id", "month"}:
+        return out.replace_month(table, rows, key["scheme_id"], key["month"])
+    return out.replace(table, rows, *(table.c[k] == v for k, v in key.items()))
 
 
 def scored_months(read: Reader, scheme_id: str) -> list[str]:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
+from etl.partitions import MONTH_MARTS, Partitioned, partition_by
 from scoring.measures import ATTENDANCE_COUNTS, LOOK_BACK_COUNTS
 
 md = sa.MetaData()
@@ -285,6 +286,7 @@ mart_monthly_score = sa.Table(
     sa.Column("veto", B, nullable=False),
     REVISION.copy(),
     **CLUSTERED,
+    **partition_by("mart_monthly_score"),
 )
 mart_indicator_score = sa.Table(
     "mart_indicator_score",
@@ -296,6 +298,7 @@ mart_indicator_score = sa.Table(
     sa.Column("score", N, nullable=False),
     sa.Column("no_basis", B, nullable=False),
     **CLUSTERED,
+    **partition_by("mart_indicator_score"),
 )
 mart_component_score = sa.Table(
     "mart_component_score",
@@ -305,6 +308,7 @@ mart_component_score = sa.Table(
     sa.Column("score", N, nullable=False),
     sa.Column("no_basis", B, nullable=False),
     **CLUSTERED,
+    **partition_by("mart_component_score"),
 )
 mart_adjustment = sa.Table(
     "mart_adjustment",
@@ -321,6 +325,7 @@ mart_adjustment = sa.Table(
     sa.Column("note", T),
     sa.Column("evidence", T),
     **CLUSTERED,
+    **partition_by("mart_adjustment"),
 )
 mart_department_score = sa.Table(
     "mart_department_score",
@@ -330,6 +335,7 @@ mart_department_score = sa.Table(
     sa.Column("mean_total", N, nullable=False),
     sa.Column("red_flag", B, nullable=False),
     **CLUSTERED,
+    **partition_by("mart_department_score"),
 )
 mart_survey_result = sa.Table(  # relation results only: no rater-level row ever reaches a mart
     "mart_survey_result",
@@ -479,6 +485,7 @@ def create_schema(engine: Engine) -> None:
         md.create_all(engine, tables=[t for t in md.sorted_tables if t is not survey_round])
         _add_survey_round(engine)
     _add_column(engine, scheme_item.c.long_pending_days)
+    _partition_month_marts(engine)
     create_views(engine)
 
 
@@ -500,6 +507,49 @@ def _add_column(engine: Engine, column: sa.Column) -> None:
     except sa.exc.DBAPIError:
         if not have():
             raise
+
+
+def _partition_month_marts(engine: Engine) -> None:
+    """The month marts of a PostgreSQL warehouse an earlier kaohe made, plain tables, turned into
+    partitioned ones (etl.partitions), each with its rows in one transaction: should it fail,
+    the plain table is still there, whole, and the next run tries again. When two runs do it at
+    once, one does it and the other finds it done."""
+    if engine.dialect.name != "postgresql":
+        return
+    kind = "SELECT relkind FROM pg_class WHERE oid = to_regclass('{}')"
+    for name in MONTH_MARTS:
+        with engine.connect() as conn:
+            if conn.exec_driver_sql(kind.format(name)).scalar() != "r":
+                continue
+        with engine.begin() as conn:
+            raw = conn.connection.dbapi_connection  # SQL as it is: ids may hold % and :
+            raw.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kaohe partition {name}",))
+            if raw.execute(kind.format(name)).fetchone()[0] == "r":
+                _partition(conn, raw, md.tables[name])
+
+
+def _partition(conn: sa.Connection, raw: Any, table: sa.Table) -> None:
+    """Rename the plain mart aside, create the partitioned one, move every row, move the
+    explanation views onto it (views a deployment built on them stay), drop the plain one. A
+    view of the deployment's own on the plain mart stops it: PostgreSQL's message names it."""
+    from etl.explain import replace_view, views
+
+    name, plain = table.name, f"{table.name}_plain"
+    key = raw.execute(
+        f"SELECT conname FROM pg_constraint WHERE conrelid = '{name}'::regclass AND contype = 'p'"
+    ).fetchone()[0]
+    raw.execute(f'ALTER TABLE "{name}" RENAME TO "{plain}"')
+    raw.execute(f'ALTER TABLE "{plain}" RENAME CONSTRAINT "{key}" TO "{plain}_pkey"')
+    table.create(conn)
+    parts = Partitioned(raw.execute, lambda sql: raw.execute(sql).fetchone()[0])
+    for sid, month in raw.execute(f'SELECT DISTINCT scheme_id, month FROM "{plain}"').fetchall():
+        parts.ensure_month(table, sid, month)
+    cols = ", ".join(f'"{c.name}"' for c in table.columns)
+    raw.execute(f'INSERT INTO "{name}" ({cols}) SELECT {cols} FROM "{plain}"')
+    for view, body in views("postgresql").items():
+        if raw.execute(f"SELECT to_regclass('{view}') IS NOT NULL").fetchone()[0]:
+            replace_view(conn, view, body)
+    raw.execute(f'DROP TABLE "{plain}"')
 
 
 def rounds_of_ratings() -> sa.Select:
