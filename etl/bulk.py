@@ -390,9 +390,10 @@ class Writer:
             cur.adbc_ingest(into or table.name, data, mode="append")
 
     def _replace_month(self, table: sa.Table, df: pd.DataFrame, scheme_id: str, month: str) -> None:
-        if self._parts is not None and self._parts.of(table) and not df.empty:
-            load = functools.partial(self._insert, table, df)
-            self._parts.swap_month(table, scheme_id, month, lambda name: load(into=name))
+        if self._parts is not None and self._parts.of(table):
+            insert = functools.partial(self._insert, table, df)
+            load = None if df.empty else lambda name: insert(into=name)
+            self._parts.swap_month(table, scheme_id, month, load)
             return
         self._execute(table.delete().where(table.c.scheme_id == scheme_id, table.c.month == month))
         self._insert(table, df)
@@ -425,6 +426,18 @@ class Writer:
         an insert. `df` carries the key columns."""
         self._queue_frame(self._replace_month, table, df, scheme_id, month)
         return len(df)
+
+
+def prepare_partitions(engine: Engine, tables: list[sa.Table], scheme_id: str) -> None:
+    """PostgreSQL: the scheme's partitions of the partitioned marts among `tables`, made and
+    committed before a writer's transaction needs them (etl.partitions: made inside it, they
+    would lock every reader of the mart out until it commits)."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        raw = conn.connection.dbapi_connection  # SQL as it is: ids may hold % and :
+        parts = Partitioned(raw.execute, lambda sql: raw.execute(sql).fetchone()[0])
+        parts.prepare_scheme(tables, scheme_id)
 
 
 @contextmanager

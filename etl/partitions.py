@@ -8,8 +8,11 @@ meets the row it replaces and reads it from the table (a rerun of a 200,000-peop
 is loaded without a key (a bare COPY), keyed once (one sort), and swapped for the old month's
 table (drop, attach) as the last thing before the commit, all in the scoring transaction:
 readers see the old month until it commits, and no half-written month is ever visible. Readers
-of the same scheme's mart wait from the swap to the commit, milliseconds; other schemes' readers
-never wait.
+of the same scheme's mart wait from the swap to the commit, milliseconds, once the readers the
+swap found have finished; other schemes' readers never wait. A reader in a REPEATABLE READ or
+SERIALIZABLE transaction begun before the commit, which first touches the month after it,
+finds the month empty rather than as it was (DELETE and INSERT would have shown it the old rows);
+kaohe's own reads are single statements.
 
 The partitions are named after the mart, a hash of the scheme id (any text) and the month:
 `mart_indicator_score_3f2a9c0b1d4e_202603`. SQLite keeps plain tables (its deletes leave no such
@@ -34,7 +37,7 @@ MONTH_MARTS = (
     "mart_adjustment",
     "mart_department_score",
 )
-_MONTH = re.compile(r"\d{4}-\d{2}")
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 
 
 def partition_by(table: str) -> dict[str, Any]:
@@ -57,13 +60,21 @@ def month_part(table: str, scheme_id: str, month: str) -> str:
 
 
 class Partitioned:
-    """The partition work of one writing transaction on PostgreSQL, done through its `execute`
-    (a statement) and `scalar` (a query's one value)."""
+    """The partition work of one transaction on PostgreSQL, done through its `execute` (a
+    statement) and `scalar` (a query's one value).
+
+    Creating a partition locks its parent against every reader until that transaction ends: so
+    the scoring step makes its scheme's partitions in a short transaction of their own before it
+    writes (`prepare_scheme`), and the scoring transaction takes its exclusive locks only in
+    `put_in_place`, the last thing before its commit, all at once and in name order, so that two
+    runs of one scheme take turns there rather than deadlock.
+    """
 
     def __init__(self, execute: Callable[[str], None], scalar: Callable[[str], Any]) -> None:
         self._execute, self._scalar = execute, scalar
         self._kinds: dict[str, bool] = {}
-        self._swaps: dict[str, tuple[str, str]] = {}  # month partitions loaded, not yet in place
+        # month partitions to put in place: (scheme partition, month, whether rows were loaded)
+        self._swaps: dict[str, tuple[str, str, bool]] = {}
 
     def of(self, table: sa.Table) -> bool:
         """Whether `table` is a partitioned parent here (a warehouse made before the partitions
@@ -78,7 +89,7 @@ class Partitioned:
         return self._kinds[table.name]
 
     def _create_once(self, name: str, ddl: str) -> None:
-        """Run `ddl` (a CREATE ... IF NOT EXISTS of `name`) unless `name` exists. Two transactions
+        """Run `ddl` (a CREATE ... IF NOT EXISTS of `name`) unless `name` exists. Two runs
         creating it at once take turns on an advisory lock, and the second finds it made."""
         if self._scalar(f"SELECT to_regclass({literal(name)}) IS NOT NULL"):
             return
@@ -94,6 +105,12 @@ class Partitioned:
         )
         return part
 
+    def prepare_scheme(self, tables: list[sa.Table], scheme_id: str) -> None:
+        """The scheme's partition of each partitioned mart among `tables`, made if missing."""
+        for table in tables:
+            if self.of(table):
+                self.ensure_scheme(table, scheme_id)
+
     def ensure_month(self, table: sa.Table, scheme_id: str, month: str) -> None:
         """The partition a row of (scheme_id, month) goes to, made empty (with its key) if it is
         not there: what a plain insert into the mart needs."""
@@ -108,14 +125,17 @@ class Partitioned:
         )
 
     def swap_month(
-        self, table: sa.Table, scheme_id: str, month: str, load: Callable[[str], None]
+        self, table: sa.Table, scheme_id: str, month: str, load: Callable[[str], None] | None
     ) -> None:
         """Load what `load` (given a table name) writes into a new table, bare, and key it; it
-        takes the old month's place in `put_in_place`, the last thing before the commit."""
+        takes the old month's place in `put_in_place`. Without `load` the month is left empty."""
         parent = self.ensure_scheme(table, scheme_id)
         leaf = month_part(table.name, scheme_id, month)
         if leaf in self._swaps:
             raise ValueError(f"{table.name}: ({scheme_id}, {month}) is replaced twice")
+        self._swaps[leaf] = (parent, month, load is not None)
+        if load is None:
+            return
         new, key = f"{leaf}_new", ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
         self._execute(f'CREATE TABLE "{new}" (LIKE "{table.name}" INCLUDING DEFAULTS)')
         # the rows are checked against the month's bounds as they arrive, which also spares the
@@ -126,15 +146,22 @@ class Partitioned:
         )
         load(new)
         self._execute(f'ALTER TABLE "{new}" ADD CONSTRAINT "{leaf}_pkey_new" PRIMARY KEY ({key})')
-        self._swaps[leaf] = (parent, month)
+        self._execute(f'ANALYZE "{new}"')  # the first reads after the commit plan with its figures
 
     def put_in_place(self) -> None:
-        """Each loaded month in its old table's place: drop, attach, rename. Dropping locks the
-        scheme's partition against readers until the commit, so this runs last, and takes
-        milliseconds."""
-        for leaf, (parent, month) in self._swaps.items():
+        """Each loaded month in its old table's place: drop, attach, rename. The scheme
+        partitions involved are locked first, together and in name order."""
+        if not self._swaps:
+            return
+        parents = sorted({parent for parent, _, _ in self._swaps.values()})
+        self._execute(
+            "LOCK TABLE " + ", ".join(f'"{p}"' for p in parents) + " IN ACCESS EXCLUSIVE MODE"
+        )
+        for leaf, (parent, month, loaded) in self._swaps.items():
             new = f"{leaf}_new"
             self._execute(f'DROP TABLE IF EXISTS "{leaf}"')
+            if not loaded:
+                continue
             self._execute(
                 f'ALTER TABLE "{parent}" ATTACH PARTITION "{new}" FOR VALUES IN ({literal(month)})'
             )

@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from etl.bulk import Reader, Writer, concurrent_reads, reading, writing
+from etl.bulk import Reader, Writer, concurrent_reads, prepare_partitions, reading, writing
 from etl.explain import scheme_items
 from etl.warehouse import adjustment as adjustment_table
 from etl.warehouse import (
@@ -94,6 +94,13 @@ CASES = ["month", "dept_id", "judge_id", "panel_ids", "filed_on", "closed_on", "
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
 RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
 TEXT_OF_RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "month"]
+MONTH_TABLES = [  # the marts _finish replaces a month at a time
+    mart_indicator_score,
+    mart_adjustment,
+    mart_monthly_score,
+    mart_component_score,
+    mart_department_score,
+]
 SurveysRead = Future[dict[str, Any]]  # _survey_inputs, on its way
 READERS = 2  # parallel reads: on a 2-core machine the database or the driver fills the other core
 
@@ -414,6 +421,7 @@ def _finish(
     surveys: SurveysRead,
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {"months": months, "people": {}}
+    prepare_partitions(engine, MONTH_TABLES, scheme.id)
     with writing(engine) as out:  # each mart is written while the next is computed
         # the marts that need no survey first: the largest is written while the surveys come in
         for m in months:

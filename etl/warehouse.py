@@ -6,8 +6,10 @@ month leaves them byte-for-byte as they were; only `landing_log` and `mart_run` 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
@@ -15,6 +17,7 @@ from sqlalchemy.pool import NullPool
 from etl.partitions import MONTH_MARTS, Partitioned, partition_by
 from scoring.measures import ATTENDANCE_COUNTS, LOOK_BACK_COUNTS
 
+log = logging.getLogger(__name__)
 md = sa.MetaData()
 T, N, D, INT, B = sa.Text, sa.Float, sa.Date, sa.Integer, sa.Boolean
 
@@ -524,23 +527,42 @@ def _partition_month_marts(engine: Engine) -> None:
         with engine.begin() as conn:
             raw = conn.connection.dbapi_connection  # SQL as it is: ids may hold % and :
             raw.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kaohe partition {name}",))
-            if raw.execute(kind.format(name)).fetchone()[0] == "r":
-                _partition(conn, raw, md.tables[name])
+            if raw.execute(kind.format(name)).fetchone()[0] != "r":
+                continue
+            try:
+                with conn.begin_nested():
+                    _partition(conn, raw, md.tables[name])
+            except psycopg.errors.DependentObjectsStillExist as exc:
+                # a view of the deployment's own reads the plain mart: it stays plain, and is
+                # written as before (delete, then insert), until the view is moved off it
+                log.warning("%s stays a plain table: %s", name, str(exc).replace("\n", " "))
 
 
 def _partition(conn: sa.Connection, raw: Any, table: sa.Table) -> None:
-    """Rename the plain mart aside, create the partitioned one, move every row, move the
-    explanation views onto it (views a deployment built on them stay), drop the plain one. A
-    view of the deployment's own on the plain mart stops it: PostgreSQL's message names it."""
+    """Rename the plain mart aside, create the partitioned one with the plain one's owner and
+    grants, move every row, move the explanation views onto it (views a deployment built on them
+    stay), drop the plain one. A view of the deployment's own on the plain mart stops the drop,
+    and the caller keeps the plain mart."""
     from etl.explain import replace_view, views
 
     name, plain = table.name, f"{table.name}_plain"
+    owner, grants = raw.execute(
+        "SELECT pg_get_userbyid(relowner), relacl::text[] FROM pg_class"
+        f" WHERE oid = '{name}'::regclass"
+    ).fetchone()
     key = raw.execute(
         f"SELECT conname FROM pg_constraint WHERE conrelid = '{name}'::regclass AND contype = 'p'"
     ).fetchone()[0]
     raw.execute(f'ALTER TABLE "{name}" RENAME TO "{plain}"')
     raw.execute(f'ALTER TABLE "{plain}" RENAME CONSTRAINT "{key}" TO "{plain}_pkey"')
     table.create(conn)
+    raw.execute(f'ALTER TABLE "{name}" OWNER TO "{owner}"')
+    acl = (
+        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee))"
+        " END, a.privilege_type FROM aclexplode(%s::aclitem[]) a WHERE a.grantee <> a.grantor"
+    )
+    for grantee, privilege in raw.execute(acl, (grants,)).fetchall() if grants else []:
+        raw.execute(f'GRANT {privilege} ON "{name}" TO {grantee}')  # the deployment's grants
     parts = Partitioned(raw.execute, lambda sql: raw.execute(sql).fetchone()[0])
     for sid, month in raw.execute(f'SELECT DISTINCT scheme_id, month FROM "{plain}"').fetchall():
         parts.ensure_month(table, sid, month)

@@ -4,12 +4,13 @@ the month's rows are exactly the new ones, nothing else moves, a failure changes
 from __future__ import annotations
 
 import threading
+import time
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.bulk import bulk_read, writing
+from etl.bulk import bulk_read, prepare_partitions, writing
 from etl.explain import create_views
 from etl.partitions import MONTH_MARTS, month_part
 from etl.warehouse import create_schema, engine_for, mart_adjustment, md
@@ -54,6 +55,16 @@ def _catalog(engine: sa.Engine) -> dict[str, list[str]]:
     return {"tree": [f"{p} > {c}" for p, c in tree], "left": [r[0] for r in left]}
 
 
+def _kinds(conn: sa.Connection) -> dict[str, str]:
+    """PostgreSQL: each month mart's kind, 'p' partitioned or 'r' plain."""
+    return dict(
+        conn.exec_driver_sql(
+            "SELECT relname, relkind FROM pg_class WHERE relname = ANY(%(n)s)",
+            {"n": list(MONTH_MARTS)},
+        ).fetchall()
+    )
+
+
 def test_a_month_is_replaced_whole_and_nothing_else_moves(warehouse_url):
     engine = engine_for(warehouse_url)
     create_schema(engine)
@@ -78,9 +89,10 @@ def test_a_month_is_replaced_whole_and_nothing_else_moves(warehouse_url):
     if engine.dialect.name == "postgresql":
         catalog = _catalog(engine)
         assert catalog["left"] == []  # the failed swap left nothing behind
-        for sid, month in [("s", "2026-03"), ("s", "2026-04"), (odd, "2026-03")]:
-            leaf = month_part("mart_adjustment", sid, month)
-            assert any(t.endswith(f"> {leaf}") for t in catalog["tree"]), leaf
+        leaves = [t.split(" > ")[1] for t in catalog["tree"]]
+        for sid, month in [("s", "2026-03"), (odd, "2026-03")]:
+            assert month_part("mart_adjustment", sid, month) in leaves
+        assert month_part("mart_adjustment", "s", "2026-04") not in leaves  # emptied: dropped
     engine.dispose()
 
 
@@ -103,6 +115,7 @@ def test_two_runs_writing_a_new_schemes_months_at_once_both_land(warehouse_url):
         t.start()
     for t in threads:
         t.join(60)
+    assert not any(t.is_alive() for t in threads)
     assert errors == []
     assert _months(engine) == {("new", "2026-05"): [1.0, 2.0], ("new", "2026-06"): [1.0, 2.0]}
     engine.dispose()
@@ -152,20 +165,105 @@ def test_an_earlier_warehouse_gets_partitioned_month_marts_with_every_row(wareho
     assert _months(engine) == {**before, ("s", "2026-03"): [9.0]}
     if postgres:
         with engine.connect() as conn:
-            kinds = dict(
-                conn.exec_driver_sql(
-                    "SELECT relname, relkind FROM pg_class WHERE relname = ANY(%(n)s)",
-                    {"n": list(MONTH_MARTS)},
-                ).fetchall()
-            )
+            kinds = _kinds(conn)
             explained = conn.exec_driver_sql(
                 "SELECT count(*) FROM office_sources WHERE source_file = 'adjustments.csv'"
             ).scalar()
         assert kinds == dict.fromkeys(MONTH_MARTS, "p")
-        assert explained >= 0  # the deployment's view still reads through kaohe's
+        assert explained == 3  # the deployment's view still reads through kaohe's (3 rows left)
         catalog = _catalog(engine)
         for sid, month in before:
             leaf = month_part("mart_adjustment", sid, month)
             assert any(t.endswith(f"> {leaf}") for t in catalog["tree"]), leaf
         assert not [t for t in catalog["tree"] if "_plain" in t]
+    engine.dispose()
+
+
+def test_two_runs_of_one_scheme_overlapping_both_land(warehouse_url):
+    # run B has written (a month with rows, a month left empty) and is still open when run A
+    # writes and commits another month of the same scheme; then B commits: neither waits for the
+    # other for ever, and each month ends as its run left it
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    with writing(engine) as out:
+        for month in ("2026-03", "2026-04", "2026-05"):
+            out.replace_month(mart_adjustment, _rows("s", month, [1.0]), "s", month)
+    b_wrote, errors = threading.Event(), []
+
+    def run_b() -> None:
+        try:
+            with writing(engine) as out:
+                out.replace_month(mart_adjustment, _rows("s", "2026-04", [4.0]), "s", "2026-04")
+                out.replace_month(mart_adjustment, _rows("s", "2026-05", []), "s", "2026-05")
+                out.finish()
+                b_wrote.set()
+                time.sleep(1.0)  # A starts meanwhile
+        except Exception as exc:  # reported below
+            errors.append(f"B: {exc}")
+            b_wrote.set()
+
+    def run_a() -> None:
+        b_wrote.wait(30)
+        try:
+            with writing(engine) as out:
+                out.replace_month(mart_adjustment, _rows("s", "2026-03", [3.0]), "s", "2026-03")
+        except Exception as exc:  # reported below
+            errors.append(f"A: {exc}")
+
+    threads = [threading.Thread(target=run_b), threading.Thread(target=run_a)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert _months(engine) == {("s", "2026-03"): [3.0], ("s", "2026-04"): [4.0]}
+    engine.dispose()
+
+
+def test_a_new_schemes_scoring_never_holds_up_readers_of_another(warehouse_url):
+    engine = engine_for(warehouse_url)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite readers never wait for a writer (WAL)")
+    create_schema(engine)
+    with writing(engine) as out:
+        out.replace_month(mart_adjustment, _rows("old", "2026-03", [1.0]), "old", "2026-03")
+    prepare_partitions(engine, [mart_adjustment], "brandnew")  # as the scoring step does
+    with writing(engine) as out:
+        out.replace_month(
+            mart_adjustment, _rows("brandnew", "2026-03", [2.0]), "brandnew", "2026-03"
+        )
+        out.finish()  # written, not yet committed: a reader of another scheme goes on
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET lock_timeout = '2s'")
+            seen = conn.exec_driver_sql(
+                "SELECT count(*) FROM mart_adjustment WHERE scheme_id = 'old'"
+            ).scalar()
+        assert seen == 1
+    assert _months(engine) == {("old", "2026-03"): [1.0], ("brandnew", "2026-03"): [2.0]}
+    engine.dispose()
+
+
+def test_a_deployments_own_view_on_a_plain_mart_keeps_it_plain_and_its_grants_move(
+    warehouse_url,
+):
+    engine = engine_for(warehouse_url)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("views and grants of a PostgreSQL deployment")
+    _plain_marts(engine)
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE VIEW office_totals AS SELECT * FROM mart_monthly_score")
+        conn.exec_driver_sql("GRANT SELECT ON mart_adjustment TO PUBLIC")
+    create_schema(engine)  # no failure: the viewed mart stays plain, the others move
+    with engine.connect() as conn:
+        kinds = _kinds(conn)
+        granted = conn.exec_driver_sql(
+            "SELECT count(*) FROM information_schema.role_table_grants"
+            " WHERE table_name = 'mart_adjustment' AND grantee = 'PUBLIC'"
+            " AND privilege_type = 'SELECT'"
+        ).scalar()
+        conn.exec_driver_sql("SELECT count(*) FROM office_totals").scalar()
+    assert kinds == {**dict.fromkeys(MONTH_MARTS, "p"), "mart_monthly_score": "r"}
+    assert granted == 1
     engine.dispose()
