@@ -663,12 +663,12 @@ def score_case(kind: str, month: str, url: str, profile: str | None) -> dict[str
 
     try:
         if kind == "month":
-            run(month, lambda: score.score_months(engine, scheme, month)["people"][month])
+            once = lambda: score.score_months(engine, scheme, month)["people"][month]  # noqa: E731
+            run(month, once)
             # an operator's rerun of the same month: every mart row of it replaced in place (not
             # at a province's size, where the first scoring's figures must not be lost to it)
-            again = lambda: score.score_months(engine, scheme, month)["people"][month]  # noqa: E731
             if parts[0]["people"] <= RERUN_MAX and not parts[0]["error"]:
-                run(f"{month} again", again, rerun=True)
+                run(f"{month} again", once, rerun=True)
         else:
             for m in MONTHS:
                 run(m, lambda m=m: score.score_months(engine, scheme, m)["people"][m])

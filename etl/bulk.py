@@ -428,16 +428,14 @@ class Writer:
         return len(df)
 
 
-def prepare_partitions(engine: Engine, tables: list[sa.Table], scheme_id: str) -> None:
-    """PostgreSQL: the scheme's partitions of the partitioned marts among `tables`, made and
-    committed before a writer's transaction needs them (etl.partitions: made inside it, they
-    would lock every reader of the mart out until it commits)."""
+def prepare_partitions(engine: Engine, scheme_id: str) -> None:
+    """PostgreSQL: the scheme's partitions of the partitioned month marts, made and committed
+    before a writer's transaction needs them (etl.partitions: made inside it, they would lock
+    every reader of the mart out until it commits)."""
     if engine.dialect.name != "postgresql":
         return
     with engine.begin() as conn:
-        raw = conn.connection.dbapi_connection  # SQL as it is: ids may hold % and :
-        parts = Partitioned(raw.execute, lambda sql: raw.execute(sql).fetchone()[0])
-        parts.prepare_scheme(tables, scheme_id)
+        Partitioned.on(conn.connection.dbapi_connection).prepare_scheme(scheme_id)
 
 
 @contextmanager

@@ -76,17 +76,24 @@ class Partitioned:
         # month partitions to put in place: (scheme partition, month, whether rows were loaded)
         self._swaps: dict[str, tuple[str, str, bool]] = {}
 
+    @classmethod
+    def on(cls, raw: Any) -> Partitioned:
+        """The partition work of a psycopg connection's transaction (SQL sent as it is: ids
+        may hold % and :)."""
+        return cls(raw.execute, lambda sql: raw.execute(sql).fetchone()[0])
+
     def of(self, table: sa.Table) -> bool:
         """Whether `table` is a partitioned parent here (a warehouse made before the partitions
         were introduced has plain tables)."""
-        if table.name not in MONTH_MARTS:
+        return self._partitioned(table.name)
+
+    def _partitioned(self, name: str) -> bool:
+        if name not in MONTH_MARTS:
             return False
-        if table.name not in self._kinds:
-            kind = self._scalar(
-                f"SELECT relkind FROM pg_class WHERE oid = to_regclass('{table.name}')"
-            )
-            self._kinds[table.name] = kind == "p"
-        return self._kinds[table.name]
+        if name not in self._kinds:
+            kind = self._scalar(f"SELECT relkind FROM pg_class WHERE oid = to_regclass('{name}')")
+            self._kinds[name] = kind == "p"
+        return self._kinds[name]
 
     def _create_once(self, name: str, ddl: str) -> None:
         """Run `ddl` (a CREATE ... IF NOT EXISTS of `name`) unless `name` exists. Two runs
@@ -97,19 +104,22 @@ class Partitioned:
         self._execute(ddl)
 
     def ensure_scheme(self, table: sa.Table, scheme_id: str) -> str:
-        part = scheme_part(table.name, scheme_id)
+        return self._scheme(table.name, scheme_id)
+
+    def _scheme(self, name: str, scheme_id: str) -> str:
+        part = scheme_part(name, scheme_id)
         self._create_once(
             part,
-            f'CREATE TABLE IF NOT EXISTS "{part}" PARTITION OF "{table.name}" '
+            f'CREATE TABLE IF NOT EXISTS "{part}" PARTITION OF "{name}" '
             f"FOR VALUES IN ({literal(scheme_id)}) PARTITION BY LIST (month)",
         )
         return part
 
-    def prepare_scheme(self, tables: list[sa.Table], scheme_id: str) -> None:
-        """The scheme's partition of each partitioned mart among `tables`, made if missing."""
-        for table in tables:
-            if self.of(table):
-                self.ensure_scheme(table, scheme_id)
+    def prepare_scheme(self, scheme_id: str) -> None:
+        """The scheme's partition of each partitioned month mart, made if missing."""
+        for name in MONTH_MARTS:
+            if self._partitioned(name):
+                self._scheme(name, scheme_id)
 
     def ensure_month(self, table: sa.Table, scheme_id: str, month: str) -> None:
         """The partition a row of (scheme_id, month) goes to, made empty (with its key) if it is

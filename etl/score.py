@@ -94,13 +94,6 @@ CASES = ["month", "dept_id", "judge_id", "panel_ids", "filed_on", "closed_on", "
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
 RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
 TEXT_OF_RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "month"]
-MONTH_TABLES = [  # the marts _finish replaces a month at a time
-    mart_indicator_score,
-    mart_adjustment,
-    mart_monthly_score,
-    mart_component_score,
-    mart_department_score,
-]
 SurveysRead = Future[dict[str, Any]]  # _survey_inputs, on its way
 READERS = 2  # parallel reads: on a 2-core machine the database or the driver fills the other core
 
@@ -421,7 +414,7 @@ def _finish(
     surveys: SurveysRead,
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {"months": months, "people": {}}
-    prepare_partitions(engine, MONTH_TABLES, scheme.id)
+    prepare_partitions(engine, scheme.id)
     with writing(engine) as out:  # each mart is written while the next is computed
         # the marts that need no survey first: the largest is written while the surveys come in
         for m in months:

@@ -563,7 +563,7 @@ def _partition(conn: sa.Connection, raw: Any, table: sa.Table) -> None:
     )
     for grantee, privilege in raw.execute(acl, (grants,)).fetchall() if grants else []:
         raw.execute(f'GRANT {privilege} ON "{name}" TO {grantee}')  # the deployment's grants
-    parts = Partitioned(raw.execute, lambda sql: raw.execute(sql).fetchone()[0])
+    parts = Partitioned.on(raw)
     for sid, month in raw.execute(f'SELECT DISTINCT scheme_id, month FROM "{plain}"').fetchall():
         parts.ensure_month(table, sid, month)
     cols = ", ".join(f'"{c.name}"' for c in table.columns)

@@ -228,7 +228,7 @@ def test_a_new_schemes_scoring_never_holds_up_readers_of_another(warehouse_url):
     create_schema(engine)
     with writing(engine) as out:
         out.replace_month(mart_adjustment, _rows("old", "2026-03", [1.0]), "old", "2026-03")
-    prepare_partitions(engine, [mart_adjustment], "brandnew")  # as the scoring step does
+    prepare_partitions(engine, "brandnew")  # as the scoring step does
     with writing(engine) as out:
         out.replace_month(
             mart_adjustment, _rows("brandnew", "2026-03", [2.0]), "brandnew", "2026-03"

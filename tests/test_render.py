@@ -204,6 +204,12 @@ def test_nothing_of_a_document_outlives_it_and_the_collector_is_left_as_found(mo
     # later collection, and the task's own cycle collector must run as before
     rows = "".join(f"<tr><td>指标{i}</td><td>{i}.00</td></tr>" for i in range(30))
     doc = page(f"<h1>考核结果通知书</h1><table><tbody>{rows}</tbody></table>")
+    from weasyprint import HTML
+
+    laid_out = HTML(string=doc).render()  # what a document is made of, while it is alive
+    assert _alive("TextBox") > 0 and _alive("ComputedStyle") > 0
+    del laid_out
+    gc.collect()
     html_to_pdf(doc)
     for _ in range(3):
         assert "指标29" in text_of(html_to_pdf(doc))
