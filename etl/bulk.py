@@ -17,8 +17,11 @@ engine connection while it works: callers finish with the engine before and star
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import secrets
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -28,7 +31,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from etl.partitions import Partitioned
+from etl.partitions import LOADER_LOCKS, Partitioned
 
 T = TypeVar("T")
 BUSY_MS = 60_000  # wait for another writer as long as the engine does
@@ -172,6 +175,12 @@ def _adbc_connect(engine: Engine, target: tuple[Any, str], transaction: bool = F
     return db
 
 
+def _run(db: Any, sql: str) -> None:
+    """One statement on an ADBC connection."""
+    with db.cursor() as cur:
+        cur.execute(sql)
+
+
 def _sql(stmt: sa.Executable, dialect: sa.Dialect) -> str:
     """The statement as SQL text with its values inline, for an ADBC driver. Compiled for a
     dialect of "named" placeholders: psycopg's own doubles every % in a literal (its placeholders
@@ -201,13 +210,42 @@ def _encoded(table: Any, categories: Collection[str]) -> Any:
 class Reader:
     """Reads the warehouse as DataFrames: dates as ISO text, flags as bool.
 
-    On ADBC each read opens its own connection, so reads may run in parallel threads, and sees
-    what is committed: callers read before they write.
+    On ADBC each read has a connection of its own while it runs, so reads may run in parallel
+    threads, and sees what is committed: callers read before they write. On PostgreSQL a
+    connection that served a read serves the next one (`reading` closes them): opening one costs
+    the server a process and the driver its catalogue lookups, and a scoring run reads some
+    twenty times. A SQLite file's connections are closed after each read (module docstring).
     """
 
     def __init__(self, engine: Engine, conn: Connection | None) -> None:
         self._engine, self._conn = engine, conn
         self._target = None if conn is not None else _adbc_target(engine)
+        self._idle: list[Any] = []  # ADBC connections between reads
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """An idle ADBC connection or a new one; back to the idle ones after a read that
+        succeeded, closed after one that failed (its state is not known)."""
+        with self._lock:
+            db = self._idle.pop() if self._idle else None
+        db = db or _adbc_connect(self._engine, self._target)
+        try:
+            yield db
+        except BaseException:
+            db.close()
+            raise
+        if self._engine.dialect.name != "postgresql":
+            db.close()
+            return
+        with self._lock:
+            self._idle.append(db)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for db in idle:
+            db.close()
 
     def query(self, stmt: sa.Select, categories: Collection[str] = ()) -> pd.DataFrame:
         """Any SELECT, its columns named by their labels; the text columns named in
@@ -218,17 +256,14 @@ class Reader:
             cur.execute(sql)
             frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in stmt.selected_columns])
             return frame.astype(dict.fromkeys([c for c in categories if c in frame], "category"))
-        db = _adbc_connect(self._engine, self._target)
-        try:
-            with db.cursor() as cur:
-                if self._engine.dialect.name == "sqlite":
-                    # infer column types from the whole result, not the first 1,024 rows: a
-                    # column NULL there and text later would otherwise fail
-                    cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(2**30)})
-                cur.execute(sql)
-                return _encoded(cur.fetch_arrow_table(), categories).to_pandas()
-        finally:
-            db.close()
+        with self._connection() as db, db.cursor() as cur:
+            if self._engine.dialect.name == "sqlite":
+                # infer column types from the whole result, not the first 1,024 rows: a column
+                # NULL there and text later would otherwise fail
+                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(2**30)})
+            cur.execute(sql)
+            table = cur.fetch_arrow_table()
+        return _encoded(table, categories).to_pandas()
 
     def frame(
         self,
@@ -282,7 +317,11 @@ def concurrent_reads(engine: Engine) -> bool:
 @contextmanager
 def reading(engine: Engine) -> Iterator[Reader]:
     if concurrent_reads(engine):
-        yield Reader(engine, None)
+        read = Reader(engine, None)
+        try:
+            yield read
+        finally:
+            read.close()
         return
     with engine.connect() as conn:
         yield Reader(engine, conn)
@@ -311,17 +350,37 @@ class Writer:
     A frame handed over waits only behind the one being written (`FRAMES_AHEAD`): when the
     database writes slower than the caller computes (PostgreSQL at a province's size), the caller
     waits rather than the queue holding every mart of the run in memory at once.
+
+    With a second connection (`beside`, PostgreSQL) a partitioned mart's new months are loaded
+    there, on a thread of their own, while the transaction writes the other marts
+    (etl.partitions): the server writes with two processes.
     """
 
     FRAMES_AHEAD = 1
 
-    def __init__(self, conn: Connection | None, db: Any | None, dialect: sa.Dialect) -> None:
+    def __init__(
+        self,
+        conn: Connection | None,
+        db: Any | None,
+        dialect: sa.Dialect,
+        beside: tuple[Any, str] | None = None,
+    ) -> None:
+        """`beside`: the second ADBC connection and the token whose advisory lock it holds."""
         self._conn, self._db, self._dialect = conn, db, dialect
         self._pool = None if db is None else ThreadPoolExecutor(1, thread_name_prefix="kaohe-write")
         self._pending: list[Future[None]] = []
         self._frames: list[Future[None]] = []  # inserts not yet written
-        postgres = dialect.name == "postgresql"
-        self._parts = Partitioned(self._execute_sql, self._scalar) if postgres else None
+        self._frames_beside: list[Future[None]] = []  # new months not yet loaded beside
+        self._beside = None if beside is None else beside[0]
+        self._beside_pool = None
+        self._parts = None
+        if dialect.name == "postgresql":
+            token, execute = "", None
+            if beside is not None:
+                token, execute = beside[1], functools.partial(_run, beside[0])
+                self._beside_pool = ThreadPoolExecutor(1, thread_name_prefix="kaohe-write-beside")
+            self._parts = Partitioned(self._execute_sql, self._scalar, token, execute)
+            self._parts.learn_kinds()  # before other threads may ask (a query on `db`)
 
     def _do(self, fn: Callable[..., None], *args: Any) -> Future[None] | None:
         if self._pool is None:
@@ -339,13 +398,24 @@ class Writer:
 
     def finish(self) -> None:
         """Wait for every write; raise the first failure."""
-        if self._pool is None:
-            return
         try:
             for f in self._pending:
                 f.result()
+            if self._parts is not None:
+                self._parts.wait_for_loads()
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            for pool in (self._pool, self._beside_pool):
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+
+    def discard(self) -> None:
+        """After a rollback: drop the new months loaded beside (committed there). A failure
+        here leaves them to the next scoring's sweep (etl.partitions)."""
+        if self._parts is None or self._beside is None:
+            return
+        for name in self._parts.loaded_beside():
+            with contextlib.suppress(Exception):
+                _run(self._beside, f'DROP TABLE IF EXISTS "{name}"')
 
     def put_in_place(self) -> None:
         """What must come last before the commit: the months loaded beside their partitions
@@ -363,8 +433,7 @@ class Writer:
         if self._db is None:
             self._conn.exec_driver_sql(sql)
             return
-        with self._db.cursor() as cur:
-            cur.execute(sql)
+        _run(self._db, sql)
 
     def _scalar(self, sql: str) -> Any:
         if self._db is None:
@@ -373,8 +442,11 @@ class Writer:
             cur.execute(sql)
             return cur.fetchone()[0]
 
-    def _insert(self, table: sa.Table, df: pd.DataFrame, into: str | None = None) -> None:
-        """Insert `df` into `table`, or into the table named `into` that has its columns."""
+    def _insert(
+        self, table: sa.Table, df: pd.DataFrame, into: str | None = None, db: Any | None = None
+    ) -> None:
+        """Insert `df` into `table`, or into the table named `into` that has its columns (on
+        the ADBC connection `db`, the transaction's unless given)."""
         if into is None and self._parts is not None and self._parts.of(table):
             for sid, month in df[["scheme_id", "month"]].drop_duplicates().itertuples(index=False):
                 self._parts.ensure_month(table, sid, month)
@@ -386,23 +458,27 @@ class Writer:
             )
             return
         data = _arrow_table(df[_columns(table, df)], table, self._dialect.name)
-        with self._db.cursor() as cur:
+        with (db or self._db).cursor() as cur:
             cur.adbc_ingest(into or table.name, data, mode="append")
+
+    def _load(self, table: sa.Table, df: pd.DataFrame) -> Callable[[str, bool], None] | None:
+        """How a new month of `table` is loaded with `df` (etl.partitions.swap_month)."""
+        if df.empty:
+            return None
+        return lambda name, beside: self._insert(
+            table, df, into=name, db=self._beside if beside else None
+        )
 
     def _replace_month(self, table: sa.Table, df: pd.DataFrame, scheme_id: str, month: str) -> None:
         if self._parts is not None and self._parts.of(table):
-            insert = functools.partial(self._insert, table, df)
-            load = None if df.empty else lambda name: insert(into=name)
-            self._parts.swap_month(table, scheme_id, month, load)
+            self._parts.swap_month(table, scheme_id, month, self._load(table, df))
             return
         self._execute(table.delete().where(table.c.scheme_id == scheme_id, table.c.month == month))
         self._insert(table, df)
 
     def _queue_frame(self, fn: Callable[..., None], *args: Any) -> None:
         """Hand a frame's write over, waiting while FRAMES_AHEAD others wait to be written."""
-        self._frames = [f for f in self._frames if not f.done()]
-        while len(self._frames) > self.FRAMES_AHEAD:
-            wait([self._frames.pop(0)])  # its failure, if any, is raised by the next step
+        self._frames = _room(self._frames, self.FRAMES_AHEAD)
         if (queued := self._do(fn, *args)) is not None:
             self._frames.append(queued)
 
@@ -422,10 +498,33 @@ class Writer:
 
     def replace_month(self, table: sa.Table, df: pd.DataFrame, scheme_id: str, month: str) -> int:
         """Make `df` the rows of (scheme_id, month) in a mart keyed by them: on a partitioned
-        PostgreSQL mart, a new table swapped for the month's (etl.partitions), else a delete and
-        an insert. `df` carries the key columns."""
+        PostgreSQL mart, a new table swapped for the month's (etl.partitions), loaded on the
+        second connection where there is one; else a delete and an insert. `df` carries the key
+        columns."""
+        if self._beside_pool is not None and self._parts is not None and self._parts.of(table):
+            pool = self._beside_pool
+            self._frames_beside = _room(self._frames_beside, self.FRAMES_AHEAD)
+            loading = self._parts.swap_month(
+                table, scheme_id, month, self._load(table, df), schedule=pool.submit
+            )
+            if loading is not None:
+                self._frames_beside.append(loading)
+            return len(df)
         self._queue_frame(self._replace_month, table, df, scheme_id, month)
         return len(df)
+
+
+def _room(frames: list[Future[None]], ahead: int) -> list[Future[None]]:
+    """The frames still to write, once no more than `ahead` of them wait behind the one being
+    written. A write that failed stops the caller here."""
+    while True:
+        for f in frames:
+            if f.done():
+                f.result()
+        frames = [f for f in frames if not f.done()]
+        if len(frames) <= ahead:
+            return frames
+        wait(frames[:1])
 
 
 def prepare_partitions(engine: Engine, scheme_id: str) -> None:
@@ -435,7 +534,9 @@ def prepare_partitions(engine: Engine, scheme_id: str) -> None:
     if engine.dialect.name != "postgresql":
         return
     with engine.begin() as conn:
-        Partitioned.on(conn.connection.dbapi_connection).prepare_scheme(scheme_id)
+        parts = Partitioned.on(conn.connection.dbapi_connection)
+        parts.sweep_leftovers()
+        parts.prepare_scheme(scheme_id)
 
 
 @contextmanager
@@ -449,7 +550,15 @@ def writing(engine: Engine) -> Iterator[Writer]:
             out.put_in_place()
         return
     db = _adbc_connect(engine, target, transaction=True)
-    out = Writer(None, db, engine.dialect)
+    beside = None
+    try:
+        beside = _beside(engine, target)
+        out = Writer(None, db, engine.dialect, beside)
+    except BaseException:
+        db.close()
+        if beside is not None:
+            beside[0].close()
+        raise
     try:
         try:
             yield out
@@ -459,6 +568,25 @@ def writing(engine: Engine) -> Iterator[Writer]:
         db.adbc_connection.commit()
     except BaseException:
         db.adbc_connection.rollback()
+        out.discard()
         raise
     finally:
         db.close()
+        if beside is not None:
+            beside[0].close()
+
+
+def _beside(engine: Engine, target: tuple[Any, str]) -> tuple[Any, str] | None:
+    """PostgreSQL: a second connection for the new months of the partitioned marts, and the
+    token of the advisory lock it holds while it lives (etl.partitions.sweep_leftovers)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    db, token = _adbc_connect(engine, target), secrets.token_hex(4)
+    try:
+        with db.cursor() as cur:
+            cur.execute(f"SELECT pg_advisory_lock({LOADER_LOCKS}, hashtext('{token}'))")
+            cur.fetchall()
+    except BaseException:
+        db.close()
+        raise
+    return db, token

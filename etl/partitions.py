@@ -14,6 +14,13 @@ SERIALIZABLE transaction begun before the commit, which first touches the month 
 finds the month empty rather than as it was (DELETE and INSERT would have shown it the old rows);
 kaohe's own reads are single statements.
 
+A writer with a second connection (etl.bulk.writing) loads and keys its new months there, beside
+the scoring transaction, which meanwhile writes the other marts: two server processes instead of
+one, which a city month's writes wait for. Such a table is committed before the swap, under a name
+no reader looks at (`..._202603_n` and the writer's token); it is attached or dropped when the
+transaction ends, and one whose writer died is dropped by the next scoring (`sweep_leftovers`),
+once the advisory lock its writer's connection held is free.
+
 The partitions are named after the mart, a hash of the scheme id (any text) and the month:
 `mart_indicator_score_3f2a9c0b1d4e_202603`. SQLite keeps plain tables (its deletes leave no such
 trace), and so does a PostgreSQL warehouse made before the marts were partitioned: its writes
@@ -24,7 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +47,10 @@ MONTH_MARTS = (
     "mart_department_score",
 )
 _MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
+# a new month loaded beside the transaction: `{leaf}_n{token}`
+_LOADED_BESIDE = re.compile(r"(mart_[a-z_]+_[0-9a-f]{12}_[0-9]{6})_n([0-9a-f]{8})")
+LOADER_LOCKS = 0x6B616F  # advisory lock class of writers' tokens ("kao")
+Execute = Callable[[str], None]
 
 
 def partition_by(table: str) -> dict[str, Any]:
@@ -70,17 +83,32 @@ class Partitioned:
     runs of one scheme take turns there rather than deadlock.
     """
 
-    def __init__(self, execute: Callable[[str], None], scalar: Callable[[str], Any]) -> None:
-        self._execute, self._scalar = execute, scalar
+    def __init__(
+        self,
+        execute: Execute,
+        scalar: Callable[[str], Any],
+        token: str = "",
+        beside: Execute | None = None,
+    ) -> None:
+        """`beside`: the `execute` of the second connection new months may be loaded on (with
+        the advisory lock of `token` held by it)."""
+        self._execute, self._scalar, self._beside = execute, scalar, beside
+        self.token = token or secrets.token_hex(4)
         self._kinds: dict[str, bool] = {}
-        # month partitions to put in place: (scheme partition, month, whether rows were loaded)
-        self._swaps: dict[str, tuple[str, str, bool]] = {}
+        # month partitions to put in place: (mart, scheme, month, whether rows were loaded)
+        self._swaps: dict[str, tuple[str, str, str, bool]] = {}
+        self._loads: list[Future[None]] = []  # new months being loaded beside
 
     @classmethod
     def on(cls, raw: Any) -> Partitioned:
         """The partition work of a psycopg connection's transaction (SQL sent as it is: ids
         may hold % and :)."""
         return cls(raw.execute, lambda sql: raw.execute(sql).fetchone()[0])
+
+    def learn_kinds(self) -> None:
+        """Which month marts are partitioned, asked now (later answers need no query)."""
+        for name in MONTH_MARTS:
+            self._partitioned(name)
 
     def of(self, table: sa.Table) -> bool:
         """Whether `table` is a partitioned parent here (a warehouse made before the partitions
@@ -135,47 +163,109 @@ class Partitioned:
         )
 
     def swap_month(
-        self, table: sa.Table, scheme_id: str, month: str, load: Callable[[str], None] | None
-    ) -> None:
-        """Load what `load` (given a table name) writes into a new table, bare, and key it; it
-        takes the old month's place in `put_in_place`. Without `load` the month is left empty."""
-        parent = self.ensure_scheme(table, scheme_id)
+        self,
+        table: sa.Table,
+        scheme_id: str,
+        month: str,
+        load: Callable[[str, bool], None] | None,
+        schedule: Callable[[Callable[[], None]], Future[None]] | None = None,
+    ) -> Future[None] | None:
+        """Load what `load` writes (given a table name, and whether on the second connection)
+        into a new table, bare, and key it; it takes the old month's place in `put_in_place`.
+        Without `load` the month is left empty. With `schedule` (which runs a job on the second
+        connection's thread and returns its future) the loading runs there, else here, in the
+        transaction. Touches no connection but the one loading: the caller may be another
+        thread than the transaction's. Returns the future of a loading beside."""
         leaf = month_part(table.name, scheme_id, month)
         if leaf in self._swaps:
             raise ValueError(f"{table.name}: ({scheme_id}, {month}) is replaced twice")
-        self._swaps[leaf] = (parent, month, load is not None)
+        self._swaps[leaf] = (table.name, scheme_id, month, load is not None)
         if load is None:
-            return
-        new, key = f"{leaf}_new", ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
-        self._execute(f'CREATE TABLE "{new}" (LIKE "{table.name}" INCLUDING DEFAULTS)')
+            return None
+        if schedule is None or self._beside is None:
+            self._load(table, scheme_id, month, load, beside=False)
+            return None
+        self._loads.append(schedule(lambda: self._load(table, scheme_id, month, load, beside=True)))
+        return self._loads[-1]
+
+    def _load(
+        self,
+        table: sa.Table,
+        scheme_id: str,
+        month: str,
+        load: Callable[[str, bool], None],
+        beside: bool,
+    ) -> None:
+        execute = self._beside if beside and self._beside is not None else self._execute
+        leaf = month_part(table.name, scheme_id, month)
+        new, key = self.loaded_as(leaf), ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+        execute(f'CREATE TABLE "{new}" (LIKE "{table.name}" INCLUDING DEFAULTS)')
         # the rows are checked against the month's bounds as they arrive, which also spares the
         # attach a scan of them
-        self._execute(
+        execute(
             f'ALTER TABLE "{new}" ADD CONSTRAINT "{leaf}_bound" '
             f"CHECK (scheme_id = {literal(scheme_id)} AND month = {literal(month)})"
         )
-        load(new)
-        self._execute(f'ALTER TABLE "{new}" ADD CONSTRAINT "{leaf}_pkey_new" PRIMARY KEY ({key})')
-        self._execute(f'ANALYZE "{new}"')  # the first reads after the commit plan with its figures
+        load(new, beside)
+        execute(f'ALTER TABLE "{new}" ADD CONSTRAINT "{new}_pkey" PRIMARY KEY ({key})')
+        execute(f'ANALYZE "{new}"')  # the first reads after the commit plan with its figures
+
+    def loaded_as(self, leaf: str) -> str:
+        """The name a new month of `leaf` is loaded under until it takes the leaf's place."""
+        return f"{leaf}_n{self.token}"
+
+    def loaded_beside(self) -> list[str]:
+        """The new months' tables loaded on the second connection (committed there): what
+        must be dropped if the transaction does not commit."""
+        return [self.loaded_as(leaf) for leaf, (*_, loaded) in self._swaps.items() if loaded]
+
+    def wait_for_loads(self) -> None:
+        """Every load beside finished; the first failure raised."""
+        loads, self._loads = self._loads, []
+        errors = [f.exception() for f in loads]
+        if failed := [e for e in errors if e is not None]:
+            raise failed[0]
 
     def put_in_place(self) -> None:
         """Each loaded month in its old table's place: drop, attach, rename. The scheme
         partitions involved are locked first, together and in name order."""
+        self.wait_for_loads()
         if not self._swaps:
             return
-        parents = sorted({parent for parent, _, _ in self._swaps.values()})
+        parents = {leaf: self._scheme(t, sid) for leaf, (t, sid, _, _) in self._swaps.items()}
         self._execute(
-            "LOCK TABLE " + ", ".join(f'"{p}"' for p in parents) + " IN ACCESS EXCLUSIVE MODE"
+            "LOCK TABLE "
+            + ", ".join(f'"{p}"' for p in sorted(set(parents.values())))
+            + " IN ACCESS EXCLUSIVE MODE"
         )
-        for leaf, (parent, month, loaded) in self._swaps.items():
-            new = f"{leaf}_new"
+        for leaf, (_, _, month, loaded) in self._swaps.items():
+            new = self.loaded_as(leaf)
             self._execute(f'DROP TABLE IF EXISTS "{leaf}"')
             if not loaded:
                 continue
             self._execute(
-                f'ALTER TABLE "{parent}" ATTACH PARTITION "{new}" FOR VALUES IN ({literal(month)})'
+                f'ALTER TABLE "{parents[leaf]}" ATTACH PARTITION "{new}" '
+                f"FOR VALUES IN ({literal(month)})"
             )
             self._execute(f'ALTER TABLE "{new}" RENAME TO "{leaf}"')
-            self._execute(f'ALTER INDEX "{leaf}_pkey_new" RENAME TO "{leaf}_pkey"')
+            self._execute(f'ALTER INDEX "{new}_pkey" RENAME TO "{leaf}_pkey"')
             self._execute(f'ALTER TABLE "{leaf}" DROP CONSTRAINT "{leaf}_bound"')
         self._swaps.clear()
+
+    def sweep_leftovers(self) -> list[str]:
+        """Drop the new months a writer loaded beside and neither attached nor dropped because
+        its process died: those whose writer's advisory lock is free. Returns their names."""
+        names = self._scalar(
+            "SELECT coalesce(array_agg(relname::text ORDER BY relname), '{}') FROM pg_class "
+            "WHERE relkind = 'r' AND relname ~ '^mart_[a-z_]+_[0-9a-f]{12}_[0-9]{6}_n[0-9a-f]{8}$'"
+        )
+        dropped = []
+        for name in names:
+            match = _LOADED_BESIDE.fullmatch(name)
+            if match and self._scalar(
+                f"SELECT pg_try_advisory_xact_lock({LOADER_LOCKS}, "
+                f"hashtext({literal(match.group(2))}))"
+            ):
+                self._execute(f'DROP TABLE IF EXISTS "{name}"')
+                dropped.append(name)
+        return dropped

@@ -93,7 +93,7 @@ HISTORY = ["person_id", *LOOK_BACK_COUNTS]
 CASES = ["month", "dept_id", "judge_id", "panel_ids", "filed_on", "closed_on", "procedure"]
 CASES += ["outcome", "verdict_in_court", "appeal_outcome", "appeal_decided_on", "fault"]
 RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "score"]
-TEXT_OF_RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item", "month"]
+TEXT_OF_RATINGS = ["survey_id", "period", "rater_hash", "relation", "ratee_id", "item"]
 SurveysRead = Future[dict[str, Any]]  # _survey_inputs, on its way
 READERS = 2  # parallel reads: on a 2-core machine the database or the driver fills the other core
 
@@ -358,7 +358,7 @@ def _ratings_of(
 def _survey_inputs(read: Reader, sid: str, months: list[str]) -> dict[str, Any]:
     r = survey_round.c
     jobs: dict[str, Callable[[], Any]] = {
-        "surveys": lambda: _ratings_of(read, sid, months, months, columns=[*RATINGS, "month"]),
+        "surveys": lambda: _ratings_of(read, sid, months, months, columns=RATINGS),
         "rounds": lambda: delivered_rounds(
             read.frame(survey_round, r.scheme_id == sid, r.month.in_(months)), months
         ),

@@ -99,15 +99,18 @@ def indicator_scores(people: pd.DataFrame, measures: pd.DataFrame, scheme: Schem
     base = people[["person_id", "category"]].merge(
         measures.drop(columns=["month"], errors="ignore"), on="person_id", how="left"
     )
-    parts = []
+    parts = {}
     for comp in scheme.components:
         assessed = _weight(base, comp, scheme) > 0
         rows = base[assessed]
-        parts += [_indicator(ind, comp, rows, scheme) for ind in comp.indicators]
+        parts |= {(comp.id, ind.id): _indicator(ind, comp, rows, scheme) for ind in comp.indicators}
     if not parts:
         return pd.DataFrame(columns=INDICATOR_COLUMNS)
-    # person by person, in the order of `people` (a stable sort on the row labels of `base`)
-    frame = pd.concat(parts).sort_index(kind="stable")
+    # person by person, in the order of `people` (a stable sort on the row labels of `base`), and
+    # a person's rows by component and indicator id, as the code points sort them: with people in
+    # key order, that is the mart's key order, in which PostgreSQL keys a month's rows in one pass
+    # over them rather than a sort (about a third of the work at a city's size)
+    frame = pd.concat([parts[k] for k in sorted(parts)]).sort_index(kind="stable")
     return frame.reset_index(drop=True)[INDICATOR_COLUMNS]
 
 

@@ -7,7 +7,7 @@ import textwrap
 import pandas as pd
 import pytest
 
-from scoring.monthly import adjustment_totals, month_scores, price_adjustments
+from scoring.monthly import adjustment_totals, indicator_scores, month_scores, price_adjustments
 from scoring.numbers import among, lookup
 from scoring.scheme import parse_scheme
 
@@ -232,3 +232,33 @@ def test_lookup_and_among_agree_with_pandas_map_and_isin_on_arrow_text():
     values = pd.Series(["clerk", "judge", "judge"], dtype="str")
     assert among(keys, values).tolist() == [True, False, False, True, True]
     assert among(keys, values).tolist() == keys.isin(values).tolist()
+
+
+def test_indicator_rows_come_in_the_marts_key_order_whatever_the_schemes_order():
+    # the scheme lists "service" before "casework" and in_court before closed: the rows come
+    # person by person, then by component and indicator id as their code points sort
+    s = parse_scheme(
+        textwrap.dedent(COURT)
+        .replace("{extra}", "")
+        .replace(
+            "components:\n",
+            "components:\n  - id: service\n    weight: 0.5\n    indicators:\n"
+            "      - {id: visits, measure: cases.closed_count, target: 1, points: 1,"
+            " coefficient: 0}\n",
+        )
+    )
+    order = [(c.id, i.id) for c in s.components for i in c.indicators]
+    assert order[0] == ("service", "visits")  # declared first, sorts last
+    got = indicator_scores(
+        people(("B", "d1"), ("A", "d1")).sort_values("person_id"),
+        measures({"A": (24, 40, 0.40), "B": (10, 60, 0.20)}),
+        s,
+    )
+    keys = list(got[["person_id", "component_id", "indicator_id"]].itertuples(index=False))
+    assert keys == sorted(keys)
+    assert [tuple(k) for k in keys[:4]] == [
+        ("A", "casework", "closed"),
+        ("A", "casework", "duration"),
+        ("A", "casework", "in_court"),
+        ("A", "service", "visits"),
+    ]

@@ -42,17 +42,26 @@ def _months(engine: sa.Engine) -> dict[tuple[str, str], list[float]]:
 
 def _catalog(engine: sa.Engine) -> dict[str, list[str]]:
     """PostgreSQL: each partition of mart_adjustment under its parent, and any table or
-    constraint a swap leaves behind."""
+    constraint a swap leaves behind (a new month is loaded as `{leaf}_n{token}`)."""
     with engine.connect() as conn:
         tree = conn.exec_driver_sql(
             "SELECT p.relname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
             " JOIN pg_class p ON p.oid = i.inhparent WHERE c.relkind IN ('r', 'p') ORDER BY 2"
         ).fetchall()
         left = conn.exec_driver_sql(
-            "SELECT relname FROM pg_class WHERE relname LIKE '%%\\_new%%' UNION ALL "
+            "SELECT relname FROM pg_class WHERE relname ~ '_n[0-9a-f]{8}(_pkey)?$' UNION ALL "
             "SELECT conname FROM pg_constraint WHERE conname LIKE '%%\\_bound'"
         ).fetchall()
     return {"tree": [f"{p} > {c}" for p, c in tree], "left": [r[0] for r in left]}
+
+
+def _postgresql_warehouse(url: str, why_not_sqlite: str) -> sa.Engine:
+    """A fresh PostgreSQL warehouse; on SQLite the test is skipped, saying why."""
+    engine = engine_for(url)
+    if engine.dialect.name != "postgresql":
+        pytest.skip(why_not_sqlite)
+    create_schema(engine)
+    return engine
 
 
 def _kinds(conn: sa.Connection) -> dict[str, str]:
@@ -222,10 +231,7 @@ def test_two_runs_of_one_scheme_overlapping_both_land(warehouse_url):
 
 
 def test_a_new_schemes_scoring_never_holds_up_readers_of_another(warehouse_url):
-    engine = engine_for(warehouse_url)
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite readers never wait for a writer (WAL)")
-    create_schema(engine)
+    engine = _postgresql_warehouse(warehouse_url, "SQLite readers never wait for a writer (WAL)")
     with writing(engine) as out:
         out.replace_month(mart_adjustment, _rows("old", "2026-03", [1.0]), "old", "2026-03")
     prepare_partitions(engine, "brandnew")  # as the scoring step does
@@ -266,4 +272,40 @@ def test_a_deployments_own_view_on_a_plain_mart_keeps_it_plain_and_its_grants_mo
         conn.exec_driver_sql("SELECT count(*) FROM office_totals").scalar()
     assert kinds == {**dict.fromkeys(MONTH_MARTS, "p"), "mart_monthly_score": "r"}
     assert granted == 1
+    engine.dispose()
+
+
+def test_a_month_that_fails_to_load_changes_nothing_and_leaves_nothing(warehouse_url):
+    # the new month is loaded beside the transaction on PostgreSQL: its failure (a duplicated
+    # key) fails the run, and the table it was loaded into goes with it
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    with writing(engine) as out:
+        out.replace_month(mart_adjustment, _rows("s", "2026-03", [1.0, 2.0]), "s", "2026-03")
+    twice = pd.concat([_rows("s", "2026-03", [5.0])] * 2, ignore_index=True)
+    with pytest.raises(Exception, match="(?i)unique|duplicate"), writing(engine) as out:
+        out.replace_month(mart_adjustment, _rows("s", "2026-04", [4.0]), "s", "2026-04")
+        out.replace_month(mart_adjustment, twice, "s", "2026-03")
+    assert _months(engine) == {("s", "2026-03"): [1.0, 2.0]}
+    if engine.dialect.name == "postgresql":
+        assert _catalog(engine)["left"] == []
+    engine.dispose()
+
+
+def test_a_dead_writers_new_month_is_swept_and_a_live_ones_kept(warehouse_url):
+    # a writer whose process died left its new month committed beside and never attached: the
+    # next scoring drops it; a writer still at work holds its token's lock, and its month lands
+    engine = _postgresql_warehouse(warehouse_url, "SQLite loads nothing beside its transaction")
+    dead = month_part("mart_adjustment", "s", "2026-02") + "_n0badf00d"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE TABLE "{dead}" (LIKE mart_adjustment)')
+    with writing(engine) as out:
+        out.replace_month(mart_adjustment, _rows("s", "2026-03", [3.0]), "s", "2026-03")
+        out.finish()  # loaded beside and committed there, not yet attached
+        live = _catalog(engine)["left"]
+        assert dead in live and len(live) == 4  # the dead table; the live one, its key, its bound
+        prepare_partitions(engine, "another")  # the next scoring, while this one is open
+        assert sorted(_catalog(engine)["left"]) == sorted(n for n in live if n != dead)
+    assert _months(engine) == {("s", "2026-03"): [3.0]}
+    assert _catalog(engine)["left"] == []
     engine.dispose()

@@ -350,11 +350,12 @@ def test_a_month_reads_its_own_ratings_and_its_rounds_late_ones_each_once(wareho
     with reading(engine) as read:
         data = score._survey_inputs(read, "s", ["2026-03"])
     engine.dispose()
+    # each delivery has its own rater: h3 is March's round delivered late, with May
     got = data["surveys"].astype(str).sort_values("rater_hash")
-    assert got[["survey_id", "month", "rater_hash"]].values.tolist() == [
+    assert got[["survey_id", "period", "rater_hash"]].values.tolist() == [
         ["M", "2026-03", "h1"],
-        ["Q", "2026-03", "h2"],
-        ["M", "2026-05", "h3"],
+        ["Q", "2026-Q1", "h2"],
+        ["M", "2026-03", "h3"],
     ]
     assert data["rounds"].to_dict("records") == [
         {"survey_id": "M", "period": "2026-03", "month": "2026-03"},

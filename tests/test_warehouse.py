@@ -218,6 +218,28 @@ def test_reads_in_parallel_threads_return_each_job_its_own_rows(warehouse_url):
     assert got["months"]["m"].tolist() == ["2026-03"]
 
 
+def test_postgresql_reads_share_their_connections_and_close_them_when_reading_ends(
+    warehouse_url,
+):
+    # a scoring run reads some twenty times: each read must not cost the server a new process
+    engine = engine_for(warehouse_url)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite file's read connections are closed after each read")
+    backend = sa.select(sa.func.pg_backend_pid().label("pid"))
+    with reading(engine) as read:
+        pids = {int(read.query(backend)["pid"].iloc[0]) for _ in range(5)}
+        parallel = read.all({k: lambda: read.query(backend) for k in "ab"}, workers=2)
+        pids |= {int(f["pid"].iloc[0]) for f in parallel.values()}
+    assert 1 <= len(pids) <= 2  # one connection, a second only for the read beside it
+    with engine.connect() as conn:
+        alive = conn.execute(
+            sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)"),
+            {"p": sorted(pids)},
+        ).scalar()
+    engine.dispose()
+    assert alive == 0
+
+
 def test_ids_with_percent_signs_and_quotes_are_read_and_replaced_as_they_are(warehouse_url):
     engine = engine_for(warehouse_url)
     create_schema(engine)
