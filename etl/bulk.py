@@ -31,7 +31,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from etl.partitions import LOADER_LOCKS, Partitioned
+from etl.partitions import LOADER_LOCKS, Partitioned, month_part
 
 T = TypeVar("T")
 BUSY_MS = 60_000  # wait for another writer as long as the engine does
@@ -222,28 +222,36 @@ class Reader:
         self._target = None if conn is not None else _adbc_target(engine)
         self._idle: list[Any] = []  # ADBC connections between reads
         self._lock = threading.Lock()
+        self._closed = False
 
-    @contextmanager
-    def _connection(self) -> Iterator[Any]:
-        """An idle ADBC connection or a new one; back to the idle ones after a read that
-        succeeded, closed after one that failed (its state is not known)."""
+    def _fetch(self, sql: str, reuse: bool) -> Any:
+        """The result as an Arrow table, on an idle connection if `reuse` and there is one (back
+        among the idle ones afterwards, unless the read failed or the Reader is closed)."""
         with self._lock:
-            db = self._idle.pop() if self._idle else None
+            db = self._idle.pop() if reuse and self._idle else None
         db = db or _adbc_connect(self._engine, self._target)
         try:
-            yield db
+            with db.cursor() as cur:
+                if self._engine.dialect.name == "sqlite":
+                    # infer column types from the whole result, not the first 1,024 rows: a
+                    # column NULL there and text later would otherwise fail
+                    cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(2**30)})
+                cur.execute(sql)
+                table = cur.fetch_arrow_table()
         except BaseException:
-            db.close()
+            db.close()  # its state is not known
             raise
-        if self._engine.dialect.name != "postgresql":
-            db.close()
-            return
         with self._lock:
-            self._idle.append(db)
+            keep = self._engine.dialect.name == "postgresql" and not self._closed
+            if keep:
+                self._idle.append(db)
+        if not keep:
+            db.close()
+        return table
 
     def close(self) -> None:
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle, self._idle, self._closed = self._idle, [], True
         for db in idle:
             db.close()
 
@@ -256,13 +264,12 @@ class Reader:
             cur.execute(sql)
             frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in stmt.selected_columns])
             return frame.astype(dict.fromkeys([c for c in categories if c in frame], "category"))
-        with self._connection() as db, db.cursor() as cur:
-            if self._engine.dialect.name == "sqlite":
-                # infer column types from the whole result, not the first 1,024 rows: a column
-                # NULL there and text later would otherwise fail
-                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(2**30)})
-            cur.execute(sql)
-            table = cur.fetch_arrow_table()
+        try:
+            table = self._fetch(sql, reuse=True)
+        except Exception:
+            # once more on a new connection: an idle one may have been closed by the server
+            # meanwhile (idle_session_timeout, a restart); a query that is wrong fails again
+            table = self._fetch(sql, reuse=False)
         return _encoded(table, categories).to_pandas()
 
     def frame(
@@ -371,6 +378,8 @@ class Writer:
         self._pending: list[Future[None]] = []
         self._frames: list[Future[None]] = []  # inserts not yet written
         self._frames_beside: list[Future[None]] = []  # new months not yet loaded beside
+        self._loads: list[Future[None]] = []  # every new month handed to the second connection
+        self._loaded_beside: list[str] = []  # the tables they are loaded into
         self._beside = None if beside is None else beside[0]
         self._beside_pool = None
         self._parts = None
@@ -386,7 +395,7 @@ class Writer:
         if self._pool is None:
             fn(*args)
             return None
-        for done in [f for f in self._pending if f.done()]:
+        for done in [f for f in [*self._pending, *self._loads] if f.done()]:
             done.result()  # a failed write stops the caller at its next step
         self._pending.append(self._pool.submit(self._after_pending, fn, *args))
         return self._pending[-1]
@@ -396,24 +405,25 @@ class Writer:
             return  # an earlier write failed: nothing after it runs; finish() raises it
         fn(*args)
 
+    def written(self) -> None:
+        """Wait for every write handed over so far; raise the first failure."""
+        for f in [*self._pending, *self._loads]:
+            f.result()
+
     def finish(self) -> None:
-        """Wait for every write; raise the first failure."""
+        """Wait for every write; raise the first failure. Nothing more can be written."""
         try:
-            for f in self._pending:
-                f.result()
-            if self._parts is not None:
-                self._parts.wait_for_loads()
+            self.written()
         finally:
             for pool in (self._pool, self._beside_pool):
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
 
     def discard(self) -> None:
-        """After a rollback: drop the new months loaded beside (committed there). A failure
-        here leaves them to the next scoring's sweep (etl.partitions)."""
-        if self._parts is None or self._beside is None:
-            return
-        for name in self._parts.loaded_beside():
+        """After a rollback: drop the new months loaded beside (committed there; the rollback
+        undid their attaching, if it was done). What cannot be dropped now is left to the next
+        scoring's sweep (etl.partitions)."""
+        for name in self._loaded_beside:
             with contextlib.suppress(Exception):
                 _run(self._beside, f'DROP TABLE IF EXISTS "{name}"')
 
@@ -501,17 +511,31 @@ class Writer:
         PostgreSQL mart, a new table swapped for the month's (etl.partitions), loaded on the
         second connection where there is one; else a delete and an insert. `df` carries the key
         columns."""
-        if self._beside_pool is not None and self._parts is not None and self._parts.of(table):
-            pool = self._beside_pool
-            self._frames_beside = _room(self._frames_beside, self.FRAMES_AHEAD)
-            loading = self._parts.swap_month(
-                table, scheme_id, month, self._load(table, df), schedule=pool.submit
-            )
-            if loading is not None:
-                self._frames_beside.append(loading)
+        if self._beside_pool is None or self._parts is None or not self._parts.of(table):
+            self._queue_frame(self._replace_month, table, df, scheme_id, month)
             return len(df)
-        self._queue_frame(self._replace_month, table, df, scheme_id, month)
+        # the month's replacing takes its place among the transaction's writes; its loading
+        # starts on the second connection now
+        new = self._parts.loaded_as(month_part(table.name, scheme_id, month))
+        if new in self._loaded_beside:
+            raise ValueError(f"{table.name}: ({scheme_id}, {month}) is replaced twice")
+        self._do(self._parts.register, table, scheme_id, month, not df.empty)
+        if (load := self._load(table, df)) is None:
+            return 0
+        self._frames_beside = _room(self._frames_beside, self.FRAMES_AHEAD)
+        self._loaded_beside.append(new)
+        self._loads.append(
+            self._beside_pool.submit(self._load_beside, table, scheme_id, month, load)
+        )
+        self._frames_beside.append(self._loads[-1])
         return len(df)
+
+    def _load_beside(
+        self, table: sa.Table, scheme_id: str, month: str, load: Callable[[str, bool], None]
+    ) -> None:
+        if any(f.done() and f.exception() for f in self._loads):
+            return  # an earlier month failed: the run fails, nothing more is loaded for it
+        self._parts.load(table, scheme_id, month, load, beside=True)
 
 
 def _room(frames: list[Future[None]], ahead: int) -> list[Future[None]]:
@@ -567,8 +591,10 @@ def writing(engine: Engine) -> Iterator[Writer]:
         out.put_in_place()
         db.adbc_connection.commit()
     except BaseException:
-        db.adbc_connection.rollback()
-        out.discard()
+        try:
+            db.adbc_connection.rollback()
+        finally:
+            out.discard()
         raise
     finally:
         db.close()

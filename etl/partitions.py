@@ -33,10 +33,11 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateTable
 
 # the marts keyed by (scheme_id, month, ...) and replaced a month at a time
 MONTH_MARTS = (
@@ -51,6 +52,7 @@ _MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 _LOADED_BESIDE = re.compile(r"(mart_[a-z_]+_[0-9a-f]{12}_[0-9]{6})_n([0-9a-f]{8})")
 LOADER_LOCKS = 0x6B616F  # advisory lock class of writers' tokens ("kao")
 Execute = Callable[[str], None]
+_PG = postgresql.dialect()
 
 
 def partition_by(table: str) -> dict[str, Any]:
@@ -97,7 +99,6 @@ class Partitioned:
         self._kinds: dict[str, bool] = {}
         # month partitions to put in place: (mart, scheme, month, whether rows were loaded)
         self._swaps: dict[str, tuple[str, str, str, bool]] = {}
-        self._loads: list[Future[None]] = []  # new months being loaded beside
 
     @classmethod
     def on(cls, raw: Any) -> Partitioned:
@@ -168,27 +169,23 @@ class Partitioned:
         scheme_id: str,
         month: str,
         load: Callable[[str, bool], None] | None,
-        schedule: Callable[[Callable[[], None]], Future[None]] | None = None,
-    ) -> Future[None] | None:
-        """Load what `load` writes (given a table name, and whether on the second connection)
-        into a new table, bare, and key it; it takes the old month's place in `put_in_place`.
-        Without `load` the month is left empty. With `schedule` (which runs a job on the second
-        connection's thread and returns its future) the loading runs there, else here, in the
-        transaction. Touches no connection but the one loading: the caller may be another
-        thread than the transaction's. Returns the future of a loading beside."""
+    ) -> None:
+        """Load what `load` writes (given a table name, and whether it is loaded beside) into a
+        new table, bare, and key it, here in the transaction; it takes the old month's place in
+        `put_in_place`. Without `load` the month is left empty."""
+        self.register(table, scheme_id, month, loaded=load is not None)
+        if load is not None:
+            self.load(table, scheme_id, month, load, beside=False)
+
+    def register(self, table: sa.Table, scheme_id: str, month: str, loaded: bool) -> None:
+        """The month of `table` is replaced by the table `load` makes for it (or emptied): on
+        the transaction's thread, in the order of the transaction's writes."""
         leaf = month_part(table.name, scheme_id, month)
         if leaf in self._swaps:
             raise ValueError(f"{table.name}: ({scheme_id}, {month}) is replaced twice")
-        self._swaps[leaf] = (table.name, scheme_id, month, load is not None)
-        if load is None:
-            return None
-        if schedule is None or self._beside is None:
-            self._load(table, scheme_id, month, load, beside=False)
-            return None
-        self._loads.append(schedule(lambda: self._load(table, scheme_id, month, load, beside=True)))
-        return self._loads[-1]
+        self._swaps[leaf] = (table.name, scheme_id, month, loaded)
 
-    def _load(
+    def load(
         self,
         table: sa.Table,
         scheme_id: str,
@@ -196,10 +193,20 @@ class Partitioned:
         load: Callable[[str, bool], None],
         beside: bool,
     ) -> None:
+        """The new month of `table` made, filled by `load`, keyed and analysed: in the
+        transaction, or (`beside`) on the second connection. It is made from the warehouse's
+        own columns, not LIKE the mart, which would wait for any lock the transaction holds on
+        the mart, and the transaction for it; and with autovacuum off until it is in place (a
+        committed table of a million fresh rows is what autovacuum picks first, and would hold
+        up the attach)."""
         execute = self._beside if beside and self._beside is not None else self._execute
         leaf = month_part(table.name, scheme_id, month)
-        new, key = self.loaded_as(leaf), ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
-        execute(f'CREATE TABLE "{new}" (LIKE "{table.name}" INCLUDING DEFAULTS)')
+        new = self.loaded_as(leaf)
+        columns = [c._copy() for c in table.columns]
+        for c in columns:
+            c.primary_key = False
+        ddl = str(CreateTable(sa.Table(new, sa.MetaData(), *columns)).compile(dialect=_PG))
+        execute(ddl.rstrip() + " WITH (autovacuum_enabled = false)")
         # the rows are checked against the month's bounds as they arrive, which also spares the
         # attach a scan of them
         execute(
@@ -207,6 +214,7 @@ class Partitioned:
             f"CHECK (scheme_id = {literal(scheme_id)} AND month = {literal(month)})"
         )
         load(new, beside)
+        key = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
         execute(f'ALTER TABLE "{new}" ADD CONSTRAINT "{new}_pkey" PRIMARY KEY ({key})')
         execute(f'ANALYZE "{new}"')  # the first reads after the commit plan with its figures
 
@@ -214,22 +222,9 @@ class Partitioned:
         """The name a new month of `leaf` is loaded under until it takes the leaf's place."""
         return f"{leaf}_n{self.token}"
 
-    def loaded_beside(self) -> list[str]:
-        """The new months' tables loaded on the second connection (committed there): what
-        must be dropped if the transaction does not commit."""
-        return [self.loaded_as(leaf) for leaf, (*_, loaded) in self._swaps.items() if loaded]
-
-    def wait_for_loads(self) -> None:
-        """Every load beside finished; the first failure raised."""
-        loads, self._loads = self._loads, []
-        errors = [f.exception() for f in loads]
-        if failed := [e for e in errors if e is not None]:
-            raise failed[0]
-
     def put_in_place(self) -> None:
         """Each loaded month in its old table's place: drop, attach, rename. The scheme
         partitions involved are locked first, together and in name order."""
-        self.wait_for_loads()
         if not self._swaps:
             return
         parents = {leaf: self._scheme(t, sid) for leaf, (t, sid, _, _) in self._swaps.items()}
@@ -250,22 +245,33 @@ class Partitioned:
             self._execute(f'ALTER TABLE "{new}" RENAME TO "{leaf}"')
             self._execute(f'ALTER INDEX "{new}_pkey" RENAME TO "{leaf}_pkey"')
             self._execute(f'ALTER TABLE "{leaf}" DROP CONSTRAINT "{leaf}_bound"')
+            self._execute(f'ALTER TABLE "{leaf}" RESET (autovacuum_enabled)')
         self._swaps.clear()
 
     def sweep_leftovers(self) -> list[str]:
         """Drop the new months a writer loaded beside and neither attached nor dropped because
-        its process died: those whose writer's advisory lock is free. Returns their names."""
+        its process died: those whose writer's advisory lock is free. Each is dropped under a
+        savepoint: one that cannot be (another owner, say) is left, and scoring goes on.
+        Returns the names dropped."""
         names = self._scalar(
             "SELECT coalesce(array_agg(relname::text ORDER BY relname), '{}') FROM pg_class "
-            "WHERE relkind = 'r' AND relname ~ '^mart_[a-z_]+_[0-9a-f]{12}_[0-9]{6}_n[0-9a-f]{8}$'"
+            "WHERE relkind = 'r' AND pg_table_is_visible(oid) "
+            "AND relname ~ '^mart_[a-z_]+_[0-9a-f]{12}_[0-9]{6}_n[0-9a-f]{8}$'"
         )
         dropped = []
         for name in names:
             match = _LOADED_BESIDE.fullmatch(name)
-            if match and self._scalar(
+            if not match or not self._scalar(
                 f"SELECT pg_try_advisory_xact_lock({LOADER_LOCKS}, "
                 f"hashtext({literal(match.group(2))}))"
             ):
+                continue
+            self._execute("SAVEPOINT kaohe_sweep")
+            try:
                 self._execute(f'DROP TABLE IF EXISTS "{name}"')
-                dropped.append(name)
+            except Exception:  # left for a later sweep, or for the DBA
+                self._execute("ROLLBACK TO SAVEPOINT kaohe_sweep")
+                continue
+            self._execute("RELEASE SAVEPOINT kaohe_sweep")
+            dropped.append(name)
         return dropped

@@ -99,18 +99,19 @@ def indicator_scores(people: pd.DataFrame, measures: pd.DataFrame, scheme: Schem
     base = people[["person_id", "category"]].merge(
         measures.drop(columns=["month"], errors="ignore"), on="person_id", how="left"
     )
-    parts = {}
+    parts = []
     for comp in scheme.components:
         assessed = _weight(base, comp, scheme) > 0
         rows = base[assessed]
-        parts |= {(comp.id, ind.id): _indicator(ind, comp, rows, scheme) for ind in comp.indicators}
+        parts += [((comp.id, i.id), _indicator(i, comp, rows, scheme)) for i in comp.indicators]
     if not parts:
         return pd.DataFrame(columns=INDICATOR_COLUMNS)
     # person by person, in the order of `people` (a stable sort on the row labels of `base`), and
     # a person's rows by component and indicator id, as the code points sort them: with people in
-    # key order, that is the mart's key order, in which PostgreSQL keys a month's rows in one pass
-    # over them rather than a sort (about a third of the work at a city's size)
-    frame = pd.concat([parts[k] for k in sorted(parts)]).sort_index(kind="stable")
+    # key order, that is the mart's key order under the C collation (elsewhere close to it), in
+    # which PostgreSQL keys a month's rows in one pass over them rather than a sort
+    parts.sort(key=lambda part: part[0])
+    frame = pd.concat([rows for _, rows in parts]).sort_index(kind="stable")
     return frame.reset_index(drop=True)[INDICATOR_COLUMNS]
 
 

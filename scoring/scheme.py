@@ -124,6 +124,9 @@ class Component(_Strict):
     def _indicators_or_survey(self) -> Component:
         if bool(self.indicators) == (self.survey is not None):
             raise ValueError("a component has either indicators or a survey")
+        ids = [i.id for i in self.indicators]
+        if dup := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"indicator id given twice: {', '.join(dup)}")
         return self
 
     def weight_for(self, category: str) -> float:

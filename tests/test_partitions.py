@@ -102,6 +102,12 @@ def test_a_month_is_replaced_whole_and_nothing_else_moves(warehouse_url):
         for sid, month in [("s", "2026-03"), (odd, "2026-03")]:
             assert month_part("mart_adjustment", sid, month) in leaves
         assert month_part("mart_adjustment", "s", "2026-04") not in leaves  # emptied: dropped
+        with engine.connect() as conn:  # loaded with autovacuum off, back on once in place
+            options = conn.exec_driver_sql(
+                "SELECT reloptions FROM pg_class WHERE relname = %(n)s",
+                {"n": month_part("mart_adjustment", "s", "2026-03")},
+            ).scalar()
+        assert options is None
     engine.dispose()
 
 
@@ -307,5 +313,52 @@ def test_a_dead_writers_new_month_is_swept_and_a_live_ones_kept(warehouse_url):
         prepare_partitions(engine, "another")  # the next scoring, while this one is open
         assert sorted(_catalog(engine)["left"]) == sorted(n for n in live if n != dead)
     assert _months(engine) == {("s", "2026-03"): [3.0]}
+    assert _catalog(engine)["left"] == []
+    engine.dispose()
+
+
+def test_an_insert_then_a_replace_of_the_month_ends_as_the_replace_in_program_order(
+    warehouse_url,
+):
+    # the replace is registered among the transaction's writes in their order, wherever its
+    # rows are loaded: the insert before it goes to the old month, which the replace drops
+    engine = engine_for(warehouse_url)
+    create_schema(engine)
+    with writing(engine) as out:
+        out.insert(mart_adjustment, _rows("s", "2026-03", [1.0]))
+        out.replace_month(mart_adjustment, _rows("s", "2026-03", [2.0]), "s", "2026-03")
+    assert _months(engine) == {("s", "2026-03"): [2.0]}
+    engine.dispose()
+
+
+def test_a_month_loaded_beside_never_waits_for_the_transactions_own_locks(warehouse_url):
+    # an insert for a scheme without partitions makes them inside the transaction, which locks
+    # the mart until the commit: the second connection must not need that lock (it would wait
+    # for the transaction, and the transaction for it, where no deadlock detector sees them)
+    engine = _postgresql_warehouse(warehouse_url, "SQLite loads nothing beside its transaction")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER ROLE CURRENT_USER SET lock_timeout = '5s'")
+    try:
+        with writing(engine) as out:
+            out.insert(mart_adjustment, _rows("x", "2026-03", [1.0]))
+            out.written()  # the partitions are made, and locked until the commit
+            out.replace_month(mart_adjustment, _rows("x", "2026-04", [2.0]), "x", "2026-04")
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER ROLE CURRENT_USER RESET lock_timeout")
+    assert _months(engine) == {("x", "2026-03"): [1.0], ("x", "2026-04"): [2.0]}
+    engine.dispose()
+
+
+def test_a_run_that_fails_at_its_commit_leaves_no_month_loaded_beside(warehouse_url):
+    # a deferred check fails only at the commit, after the new months were put in place
+    engine = _postgresql_warehouse(warehouse_url, "SQLite loads nothing beside its transaction")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE p (id int PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE TABLE ch (id int REFERENCES p DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises(Exception, match="(?i)foreign key|commit"), writing(engine) as out:
+        out.replace_month(mart_adjustment, _rows("s", "2026-03", [1.0]), "s", "2026-03")
+        out.execute(sa.text("INSERT INTO ch VALUES (1)"))
+    assert _months(engine) == {}
     assert _catalog(engine)["left"] == []
     engine.dispose()

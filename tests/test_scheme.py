@@ -109,6 +109,12 @@ def _refusal(old: str, new: str) -> tuple[str, int]:
         ),
         ("general: 0.6}", "generl: 0.6}", "one coefficient per grade", "coefficients:"),
         (
+            "{id: duration, name: 平均审理天数",
+            "{id: closed, name: 平均审理天数",
+            "components.casework: indicator id given twice: closed",
+            "- id: casework",
+        ),
+        (
             "year: {min_months: 6, components: {conduct: 0.3}}",
             "year: {components: {conduct: 1.3}}",
             "periods.year.components: period component weights add up to more than 1",
