@@ -336,16 +336,14 @@ def test_a_month_loaded_beside_never_waits_for_the_transactions_own_locks(wareho
     # the mart until the commit: the second connection must not need that lock (it would wait
     # for the transaction, and the transaction for it, where no deadlock detector sees them)
     engine = _postgresql_warehouse(warehouse_url, "SQLite loads nothing beside its transaction")
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER ROLE CURRENT_USER SET lock_timeout = '5s'")
-    try:
-        with writing(engine) as out:
-            out.insert(mart_adjustment, _rows("x", "2026-03", [1.0]))
-            out.written()  # the partitions are made, and locked until the commit
-            out.replace_month(mart_adjustment, _rows("x", "2026-04", [2.0]), "x", "2026-04")
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ALTER ROLE CURRENT_USER RESET lock_timeout")
+    with engine.begin() as conn:  # this test's own database: a wait fails instead of hanging
+        name = conn.exec_driver_sql("SELECT current_database()").scalar()
+        conn.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET lock_timeout = '5s'")
+    engine.dispose()
+    with writing(engine) as out:
+        out.insert(mart_adjustment, _rows("x", "2026-03", [1.0]))
+        out.written()  # the partitions are made, and locked until the commit
+        out.replace_month(mart_adjustment, _rows("x", "2026-04", [2.0]), "x", "2026-04")
     assert _months(engine) == {("x", "2026-03"): [1.0], ("x", "2026-04"): [2.0]}
     engine.dispose()
 
