@@ -31,7 +31,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from etl.partitions import LOADER_LOCKS, Partitioned, month_part
+from etl.partitions import Partitioned, loader_lock, month_part
 
 T = TypeVar("T")
 BUSY_MS = 60_000  # wait for another writer as long as the engine does
@@ -224,12 +224,19 @@ class Reader:
         self._lock = threading.Lock()
         self._closed = False
 
-    def _fetch(self, sql: str, reuse: bool) -> Any:
-        """The result as an Arrow table, on an idle connection if `reuse` and there is one (back
-        among the idle ones afterwards, unless the read failed or the Reader is closed)."""
+    def _fetch(self, sql: str) -> Any:
+        """The result as an Arrow table, on an idle connection if there is one (back among the
+        idle ones afterwards, unless the read failed or the Reader is closed). A read that fails
+        on an idle connection is read once more on a new one: the server may have closed it
+        meanwhile (idle_session_timeout, a restart)."""
         with self._lock:
-            db = self._idle.pop() if reuse and self._idle else None
-        db = db or _adbc_connect(self._engine, self._target)
+            db = self._idle.pop() if self._idle else None
+        if db is not None:
+            with contextlib.suppress(Exception):  # the new connection below says what is wrong
+                return self._fetch_on(db, sql)
+        return self._fetch_on(_adbc_connect(self._engine, self._target), sql)
+
+    def _fetch_on(self, db: Any, sql: str) -> Any:
         try:
             with db.cursor() as cur:
                 if self._engine.dialect.name == "sqlite":
@@ -264,13 +271,7 @@ class Reader:
             cur.execute(sql)
             frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in stmt.selected_columns])
             return frame.astype(dict.fromkeys([c for c in categories if c in frame], "category"))
-        try:
-            table = self._fetch(sql, reuse=True)
-        except Exception:
-            # once more on a new connection: an idle one may have been closed by the server
-            # meanwhile (idle_session_timeout, a restart); a query that is wrong fails again
-            table = self._fetch(sql, reuse=False)
-        return _encoded(table, categories).to_pandas()
+        return _encoded(self._fetch(sql), categories).to_pandas()
 
     def frame(
         self,
@@ -377,7 +378,6 @@ class Writer:
         self._pool = None if db is None else ThreadPoolExecutor(1, thread_name_prefix="kaohe-write")
         self._pending: list[Future[None]] = []
         self._frames: list[Future[None]] = []  # inserts not yet written
-        self._frames_beside: list[Future[None]] = []  # new months not yet loaded beside
         self._loads: list[Future[None]] = []  # every new month handed to the second connection
         self._loaded_beside: list[str] = []  # the tables they are loaded into
         self._beside = None if beside is None else beside[0]
@@ -522,12 +522,11 @@ class Writer:
         self._do(self._parts.register, table, scheme_id, month, not df.empty)
         if (load := self._load(table, df)) is None:
             return 0
-        self._frames_beside = _room(self._frames_beside, self.FRAMES_AHEAD)
+        _room(self._loads, self.FRAMES_AHEAD)
         self._loaded_beside.append(new)
         self._loads.append(
             self._beside_pool.submit(self._load_beside, table, scheme_id, month, load)
         )
-        self._frames_beside.append(self._loads[-1])
         return len(df)
 
     def _load_beside(
@@ -610,7 +609,7 @@ def _beside(engine: Engine, target: tuple[Any, str]) -> tuple[Any, str] | None:
     db, token = _adbc_connect(engine, target), secrets.token_hex(4)
     try:
         with db.cursor() as cur:
-            cur.execute(f"SELECT pg_advisory_lock({LOADER_LOCKS}, hashtext('{token}'))")
+            cur.execute(f"SELECT pg_advisory_lock({loader_lock(token)})")
             cur.fetchall()
     except BaseException:
         db.close()

@@ -50,9 +50,15 @@ MONTH_MARTS = (
 _MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 # a new month loaded beside the transaction: `{leaf}_n{token}`
 _LOADED_BESIDE = re.compile(r"(mart_[a-z_]+_[0-9a-f]{12}_[0-9]{6})_n([0-9a-f]{8})")
-LOADER_LOCKS = 0x6B616F  # advisory lock class of writers' tokens ("kao")
+_LOADER_LOCKS = 0x6B616F  # advisory lock class of writers' tokens ("kao")
 Execute = Callable[[str], None]
 _PG = postgresql.dialect()
+
+
+def loader_lock(token: str) -> str:
+    """The advisory lock key (two ints, as SQL) that a writer's second connection holds while it
+    lives, and that the sweep tries to find a dead writer's tables."""
+    return f"{_LOADER_LOCKS}, hashtext({literal(token)})"
 
 
 def partition_by(table: str) -> dict[str, Any]:
@@ -262,8 +268,7 @@ class Partitioned:
         for name in names:
             match = _LOADED_BESIDE.fullmatch(name)
             if not match or not self._scalar(
-                f"SELECT pg_try_advisory_xact_lock({LOADER_LOCKS}, "
-                f"hashtext({literal(match.group(2))}))"
+                f"SELECT pg_try_advisory_xact_lock({loader_lock(match.group(2))})"
             ):
                 continue
             self._execute("SAVEPOINT kaohe_sweep")

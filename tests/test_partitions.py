@@ -55,6 +55,15 @@ def _catalog(engine: sa.Engine) -> dict[str, list[str]]:
     return {"tree": [f"{p} > {c}" for p, c in tree], "left": [r[0] for r in left]}
 
 
+def _all_done(threads: list[threading.Thread], seconds: float) -> None:
+    """Start the threads and wait for them: none may be left waiting (a deadlock)."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds)
+    assert not any(t.is_alive() for t in threads)
+
+
 def _postgresql_warehouse(url: str, why_not_sqlite: str) -> sa.Engine:
     """A fresh PostgreSQL warehouse; on SQLite the test is skipped, saying why."""
     engine = engine_for(url)
@@ -125,12 +134,7 @@ def test_two_runs_writing_a_new_schemes_months_at_once_both_land(warehouse_url):
         except Exception as exc:  # reported below, with the month
             errors.append(f"{month}: {exc}")
 
-    threads = [threading.Thread(target=run, args=(m,)) for m in ("2026-05", "2026-06")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
+    _all_done([threading.Thread(target=run, args=(m,)) for m in ("2026-05", "2026-06")], 60)
     assert errors == []
     assert _months(engine) == {("new", "2026-05"): [1.0, 2.0], ("new", "2026-06"): [1.0, 2.0]}
     engine.dispose()
@@ -225,12 +229,7 @@ def test_two_runs_of_one_scheme_overlapping_both_land(warehouse_url):
         except Exception as exc:  # reported below
             errors.append(f"A: {exc}")
 
-    threads = [threading.Thread(target=run_b), threading.Thread(target=run_a)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not any(t.is_alive() for t in threads)
+    _all_done([threading.Thread(target=run_b), threading.Thread(target=run_a)], 120)
     assert errors == []
     assert _months(engine) == {("s", "2026-03"): [3.0], ("s", "2026-04"): [4.0]}
     engine.dispose()

@@ -228,23 +228,20 @@ def test_postgresql_reads_share_their_connections_and_close_them_when_reading_en
         pytest.skip("a SQLite file's read connections are closed after each read")
     backend = sa.select(sa.func.pg_backend_pid().label("pid"))
 
-    def alive(pids: set[int], end: bool = False) -> int:
+    def on_server(sql: str, pids: set[int]) -> int:
         with engine.connect() as conn:
-            if end:  # as idle_session_timeout or a restart would
-                conn.execute(
-                    sa.text("SELECT pg_terminate_backend(p) FROM unnest(:p) p"), {"p": sorted(pids)}
-                )
-            return conn.execute(
-                sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)"),
-                {"p": sorted(pids)},
-            ).scalar()
+            return conn.execute(sa.text(sql), {"p": sorted(pids)}).scalar()
+
+    def alive(pids: set[int]) -> int:
+        return on_server("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)", pids)
 
     with reading(engine) as read:
         pids = {int(read.query(backend)["pid"].iloc[0]) for _ in range(5)}
         parallel = read.all({k: lambda: read.query(backend) for k in "ab"}, workers=2)
         pids |= {int(f["pid"].iloc[0]) for f in parallel.values()}
         assert 1 <= len(pids) <= 2  # one connection, a second only for the read beside it
-        alive(pids, end=True)  # the server ends the idle ones: the next read still reads
+        # the server ends the idle ones (as idle_session_timeout would): the next read still reads
+        on_server("SELECT count(pg_terminate_backend(p)) FROM unnest(:p) p", pids)
         again = int(read.query(backend)["pid"].iloc[0])
         assert again not in pids
         pids.add(again)
