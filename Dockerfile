@@ -8,5 +8,6 @@ USER airflow
 COPY --chown=airflow requirements.lock pyproject.toml /opt/kaohe/
 RUN pip install --no-cache-dir -r /opt/kaohe/requirements.lock "apache-airflow==3.3.2"
 COPY --chown=airflow . /opt/kaohe
-RUN pip install --no-cache-dir --no-deps -e /opt/kaohe
+RUN pip install --no-cache-dir --no-deps -e /opt/kaohe \
+ && python -m reports.fonts
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/kaohe/dags

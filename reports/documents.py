@@ -133,6 +133,16 @@ def _by(frame: pd.DataFrame | None, key: str) -> dict[Any, list[dict[str, Any]]]
     return out
 
 
+def _runs(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """In a frame sorted so that equal `keys` are adjacent: on the first row of each run of
+    equal keys the run's length, 0 on the others (the rowspan of a merged cell)."""
+    if frame.empty:
+        return pd.Series(0, index=frame.index, dtype="int64")
+    start = frame[keys].ne(frame[keys].shift()).any(axis=1)
+    run = start.cumsum()
+    return run.map(run.value_counts()).where(start, 0).astype("int64")
+
+
 def _names(scheme: Scheme) -> dict[str, dict[str, str]]:
     grades = {g.grade: g.name or g.grade for g in scheme.grading.grades} if scheme.grading else {}
     return {
@@ -497,8 +507,16 @@ def notice_contexts(
     ind = marts.indicators.sort_values(["person_id", "month", "component_id", "indicator_id"])
     if kind != "month":
         ind = _over_period(ind)
+    # 考核项目 is one merged cell over a component's indicators
+    ind = ind.assign(
+        component_rows=_runs(ind, ["person_id", "component_id"] + ["month"] * (kind == "month"))
+    )
     adj = marts.adjustments.sort_values(["person_id", "month", "source_file", "source_line"])
     sur = marts.surveys.sort_values(["person_id", "survey_period", "component_id", "relation"])
+    sur = sur.assign(
+        round_rows=_runs(sur, ["person_id", "survey_period"]),
+        component_rows=_runs(sur, ["person_id", "survey_period", "component_id"]),
+    )
     per_month, per_ind = _by(monthly, "person_id"), _by(ind, "person_id")
     per_adj, per_sur = _by(adj, "person_id"), _by(sur, "person_id")
     per_change = defaultdict(list)
@@ -545,6 +563,8 @@ def notice_contexts(
             {
                 "round": s["survey_period"],
                 "round_label": label(s["survey_period"]),
+                "round_rows": s["round_rows"],
+                "component_rows": s["component_rows"],
                 "component_name": names["component"].get(s["component_id"], s["component_id"]),
                 "relation_name": RELATIONS.get(s["relation"], s["relation"]),
                 "suppressed": bool(s["suppressed"]),

@@ -1,0 +1,177 @@
+"""The documents' markup: what the templates write is well-formed XML that expat parses into the
+tree WeasyPrint's HTML parser makes, so the PDF comes out byte for byte the same on the fast path;
+markup expat cannot read still renders; and the notice's tables read as designed (merged cells,
+the months an indicator was assessed in)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+import tinyhtml5
+from defusedxml import ElementTree as DefusedET
+from markupsafe import Markup
+from pypdf import PdfReader
+
+from bench.render import marts as quarter_marts
+from reports import render
+from reports.charts import distribution_svg, trend_svg
+from reports.documents import Marts, Stage, bulletin_contexts, notice_contexts
+from reports.parsed import ParsedHTML
+from reports.render import INLINED, html_to_pdf, render_html
+from scoring.revisions import CHANGE
+
+NOTIFY = Stage("notify", 1, dt.date(2026, 4, 6), dt.date(2026, 4, 11))
+FINAL = Stage("final", 2, dt.date(2026, 4, 20), None)
+NONE = pd.DataFrame(columns=CHANGE)
+
+
+def _month(marts: Marts) -> Marts:
+    """The quarter's last month as a month's marts."""
+    month = "2026-03"
+    pick = {
+        name: getattr(marts, name)[getattr(marts, name)["month"] == month]
+        for name in ("indicators", "adjustments", "departments", "quarantine")
+    }
+    return Marts(
+        what=month,
+        monthly=marts.monthly,
+        surveys=marts.surveys,
+        roster=marts.roster,
+        **pick,
+    )
+
+
+def _with_charts(ctx: dict) -> dict:
+    labels, means = [t["label"] for t in ctx["trend"]], [t["mean"] for t in ctx["trend"]]
+    trend = trend_svg(labels, means, title="单位月度平均分")
+    scores = distribution_svg(ctx["scores"], title="得分分布")
+    return ctx | {"trend_svg": Markup(trend), "distribution_svg": Markup(scores)}  # noqa: S704
+
+
+def documents() -> Iterator[tuple[str, str]]:
+    """(what, html) for every kind of document the templates write."""
+    scheme, quarter = quarter_marts(40)
+    first = quarter.roster["person_id"].iloc[0]
+    quarter.departments = pd.DataFrame(
+        {"month": ["2026-03"], "dept_id": [quarter.roster["dept_id"].iloc[0]], "red_flag": [True]}
+    )
+    quarter.quarantine = pd.DataFrame(
+        {"month": ["2026-03"], "source": ["attendance"], "reason": ["日期不在本月"], "rows": [2]}
+    )
+    month = _month(quarter)
+    correction = pd.DataFrame(
+        [{"person_id": first, "name": "改", "field": "score", "before": 80.0, "after": 81.5}]
+    )
+    for what, marts in (("quarter", quarter), ("month", month)):
+        for stage, changes in ((NOTIFY, NONE), (FINAL, correction)):
+            notices = dict(notice_contexts(scheme, marts, stage, changes))
+            # the first person has the correction; the eighth a name outside GBK (bench.render)
+            for pid in list(notices)[:1] + list(notices)[7:8]:
+                yield (
+                    f"{what} notice {pid} ({stage.stage})",
+                    render_html("notice.html", notices[pid]),
+                )
+            unit, ctx = next(iter(bulletin_contexts(scheme, marts, stage, changes)))
+            yield (
+                f"{what} bulletin {unit} ({stage.stage})",
+                render_html("bulletin.html", _with_charts(ctx)),
+            )
+
+
+DOCUMENTS = dict(documents())
+
+
+def _tree(element: ET.Element) -> tuple:
+    return (
+        element.tag,
+        sorted(element.attrib.items()),
+        element.text,
+        element.tail,
+        [_tree(child) for child in element],
+    )
+
+
+@pytest.mark.parametrize("what", sorted(DOCUMENTS))
+def test_the_fast_parse_gives_the_html_parsers_tree_and_the_same_pdf(what, monkeypatch):
+    html = DOCUMENTS[what]
+    markup = INLINED.sub("", html, count=1)
+    document = render._parsed(markup)
+    if "notice" in what:  # notices are the thousands: they must take the fast path
+        assert isinstance(document, ParsedHTML), "a notice is no longer well-formed XML"
+    if isinstance(document, ParsedHTML):
+        html_tree = tinyhtml5.parse(markup, namespace_html_elements=False)
+        assert _tree(document.etree_element) == _tree(html_tree)
+    fast = html_to_pdf(html)
+
+    def not_xml(text: str) -> ET.Element:
+        raise ET.ParseError("forced")
+
+    monkeypatch.setattr(render.DefusedET, "fromstring", not_xml)
+    assert not isinstance(render._parsed(markup), ParsedHTML)
+    assert html_to_pdf(html) == fast  # tinyhtml5's document, byte for byte
+
+
+def test_markup_expat_cannot_read_is_parsed_as_html():
+    # void elements left open, as HTML allows, and a control character (from a roster, say),
+    # which XML does not: both documents render, through WeasyPrint's HTML parser
+    head = '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"><title>t</title></head>'
+    for body, text in (
+        ("<h1>考核结果反馈单</h1><p>王五 98.50<br>第二行</p>", "考核结果反馈单"),
+        ("<h1>反馈单</h1><p>王\x0b五 98.50</p>", None),  # a glyph-less character: no text layer
+    ):
+        html = f"{head}<body>{body}</body></html>"
+        with pytest.raises(ET.ParseError):
+            DefusedET.fromstring(html)
+        assert not isinstance(render._parsed(html), ParsedHTML)
+        pdf = PdfReader(io.BytesIO(html_to_pdf(html)))
+        assert len(pdf.pages) == 1
+        assert text is None or text in pdf.pages[0].extract_text()
+
+
+def _cells(html: str, table: str) -> list[list[tuple[str, int]]]:
+    """A table's body rows as (text, rowspan) per cell."""
+    root = DefusedET.fromstring(INLINED.sub("", html, count=1))
+    body = root.find(f".//table[@class='{table}']/tbody")
+    return [
+        [("".join(cell.itertext()), int(cell.get("rowspan", 1))) for cell in row] for row in body
+    ]
+
+
+def test_a_components_indicators_share_one_merged_cell_and_short_months_are_named():
+    scheme, quarter = quarter_marts(40)
+    pid = quarter.roster["person_id"].iloc[0]
+    # one indicator of this person assessed in two of the quarter's three months
+    mine = quarter.indicators[quarter.indicators["person_id"] == pid]
+    first = mine.iloc[0]
+    drop = mine.index[
+        (mine["component_id"] == first["component_id"])
+        & (mine["indicator_id"] == first["indicator_id"])
+        & (mine["month"] == "2026-02")
+    ]
+    quarter.indicators = quarter.indicators.drop(drop)
+    ctx = dict(notice_contexts(scheme, quarter, NOTIFY, NONE))[pid]
+    rows = _cells(render_html("notice.html", ctx), "indicators")
+    assert len(rows) == len(ctx["indicators"]) > 3
+    # 考核项目 once per component, merged over its indicators' rows
+    heads = [row[0] for row in rows if len(row) == 6]
+    assert [text for text, _ in heads] == list(
+        dict.fromkeys(i["component_name"] for i in ctx["indicators"])
+    )
+    assert sum(span for _, span in heads) == len(rows)
+    assert all(len(row) == 5 for row in rows if len(row) != 6)
+    # the indicator assessed in two months says so after its name; no other does
+    names = [row[len(row) - 5][0] for row in rows]
+    (short,) = [i["indicator_name"] for i in ctx["indicators"] if i["months"] == 2]
+    assert [n for n in names if "个月" in n] == [f"{short}（2个月）"]
+    # a survey round and its item merged over the relations' rows
+    surveys = _cells(render_html("notice.html", ctx), "surveys")
+    assert len(surveys) == len(ctx["surveys"]) > 1
+    assert surveys[0][:2] == [(ctx["surveys"][0]["round_label"], len(surveys))] * 1 + [
+        (ctx["surveys"][0]["component_name"], len(surveys))
+    ]
+    assert all(len(row) == 2 for row in surveys[1:])
