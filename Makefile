@@ -24,8 +24,9 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 # WenQuanYi Micro Hei reordered so that a PDF's font subset is quick to make (reports/fonts.py);
-# without fonts-wqy-microhei it says so, and PDFs use the installed fonts
-$(FONT): reports/fonts.py $(STAMP) | system-deps
+# made again when Debian's font changes; without fonts-wqy-microhei it says so, and PDFs use the
+# installed fonts
+$(FONT): reports/fonts.py $(STAMP) $(wildcard /usr/share/fonts/truetype/wqy/wqy-microhei.ttc) | system-deps
 	$(PY) -m reports.fonts
 
 demo: $(STAMP) system-deps $(FONT)

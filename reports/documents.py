@@ -138,7 +138,8 @@ def _runs(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
     equal keys the run's length, 0 on the others (the rowspan of a merged cell)."""
     if frame.empty:
         return pd.Series(0, index=frame.index, dtype="int64")
-    start = frame[keys].ne(frame[keys].shift()).any(axis=1)
+    # a missing key differs from its neighbours (nullable dtypes give NA, not True, for it)
+    start = frame[keys].ne(frame[keys].shift()).fillna(True).astype(bool).any(axis=1)
     run = start.cumsum()
     return run.map(run.value_counts()).where(start, 0).astype("int64")
 

@@ -18,7 +18,6 @@ import mimetypes
 import multiprocessing
 import os
 import re
-import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,8 +33,6 @@ from urllib.parse import urlsplit
 from urllib.request import DataHandler, Request, url2pathname
 
 import jinja2
-from defusedxml import DefusedXmlException
-from defusedxml import ElementTree as DefusedET
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from reports.files import write_atomic
@@ -244,29 +241,22 @@ def _collected_after() -> Iterator[None]:
 
 
 def _parsed(html: str) -> HTML:
-    """The document, parsed by expat when it is well-formed XHTML-compatible markup with no
-    foreign content, else by WeasyPrint's HTML parser.
+    """The document, parsed by expat where that gives the tree WeasyPrint's HTML parser would
+    (reports.parsed.tree), else by WeasyPrint.
 
     The templates write markup that is also well-formed XML (void elements closed, every table
-    row in a row group, nothing between </body> and </html>), which expat reads in a
+    row in a row group, nothing before <head> or after </body>), which expat reads in a
     seventeenth of the time tinyhtml5 takes (0.45 ms against 7.7 for a quarter notice, through
-    defusedxml), and that was a twentieth of a notice's rendering. For such markup
-    the two parsers give the same tree (test_markup checks every kind of document, byte for byte
-    in the PDF). What expat cannot read (a control character in a name, markup that is HTML
-    only) and inline SVG (which the two parsers namespace differently: a bulletin's charts) go to
-    tinyhtml5 as before.
+    defusedxml), and that was a twentieth of a notice's rendering. test_markup renders the
+    notices both ways and compares the PDFs byte for byte; a bulletin's inline SVG charts, and
+    whatever else the two parsers could read differently, go to tinyhtml5 as before.
     """
     from weasyprint import HTML
 
-    from reports.parsed import ParsedHTML
+    from reports.parsed import ParsedHTML, tree
 
-    try:
-        # defusedxml: no entity declared in the markup is expanded (data cannot declare one,
-        # it is escaped; this holds whatever a template does)
-        root = DefusedET.fromstring(html)
-    except (ET.ParseError, DefusedXmlException, ValueError):  # ValueError: a lone surrogate
-        root = None
-    if root is None or any(element.tag[0] == "{" for element in root.iter()):
+    root = tree(html)
+    if root is None:
         return HTML(string=html, base_url=BASE_URL, url_fetcher=FETCHER)
     return ParsedHTML(root, BASE_URL, FETCHER)
 

@@ -364,3 +364,20 @@ def test_where_adjustments_add_up_the_notice_gives_the_figures_the_formula_takes
     assert method["summed"] and method["base"] == 90.0 and method["points"] == 3.0
     plain = dict(notice_contexts(SCHEME, marts, STAGE, NONE))["A"]["method"]
     assert not plain["summed"] and plain["base"] == 91.0 and plain["points"] is None
+
+
+def test_merged_cells_span_each_run_of_equal_keys_whatever_the_dtype():
+    from reports.documents import _runs
+
+    for dtype, values in (
+        ("object", ["a", "a", None, None, "b"]),
+        ("string[python]", ["a", "a", None, None, "b"]),
+        ("string[pyarrow]", ["a", "a", None, None, "b"]),
+        ("Int64", [1, 1, None, None, 2]),
+    ):
+        frame = pd.DataFrame({"person": ["P"] * 5, "key": pd.Series(values, dtype=dtype)})
+        # a run's length on its first row; a missing key is a run of its own, never merged
+        assert _runs(frame, ["person", "key"]).tolist() == [2, 0, 1, 1, 1], dtype
+    two = pd.DataFrame({"person": ["P", "P", "Q"], "key": ["a", "a", "a"]})
+    assert _runs(two, ["person", "key"]).tolist() == [2, 0, 1]  # not across people
+    assert _runs(two.iloc[:0], ["person", "key"]).tolist() == []

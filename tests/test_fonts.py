@@ -54,14 +54,16 @@ def test_the_prepared_font_draws_the_common_characters_as_the_installed_one(prep
     assert len(common) > 7_000 and set(common) <= set(ours)
     assert 0x5586 not in ours  # 喆 is outside GB 2312: the installed font draws it
     glyf = copy["glyf"]
-    assert not any(glyf[name].isComposite() for name in copy.getGlyphOrder())
+    composites = [name for name in copy.getGlyphOrder() if glyf[name].isComposite()]
+    # drawn out in full, but for the few whose hinting would not survive it
+    assert len(composites) < 300 and all(fonts._instructions(glyf, n) for n in composites)
     for char in "王伟，。：A7¥":  # same advance, same points (composites drawn out in full)
         cp = ord(char)
         assert fonts._drawn(copy, ours[cp]) == fonts._drawn(source, theirs[cp]), char
     # what a notice uses sits low: a Chinese comma or a common name is no longer glyph 30,000
     assert max(copy.getGlyphID(ours[ord(c)]) for c in "，；王伟芳（）") < 6_000
     assert copy["post"].formatType == 3.0 and "vmtx" not in copy
-    fonts._check(source, copy, every=1)  # every common character, and the kerning
+    fonts._check(source, copy)  # every common character, and the kerning
 
 
 @needs_source
@@ -73,7 +75,7 @@ def test_the_check_refuses_a_font_whose_glyphs_moved(prepared):
     a, b = ours[ord("王")], ours[ord("伟")]
     glyf[a], glyf[b] = glyf[b], glyf[a]
     with pytest.raises(RuntimeError, match="draws U\\+"):
-        fonts._check(source, moved, every=1)
+        fonts._check(source, moved)
 
 
 def _saved(font: TTFont) -> bytes:
