@@ -23,8 +23,8 @@ installed WenQuanYi Micro Hei, or Noto Sans CJK, as before, and a machine withou
 from __future__ import annotations
 
 import argparse
+import functools
 import io
-import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,8 +44,6 @@ FULL_WIDTH = range(0xFF00, 0xFFF0)
 # besides GB 2312: Latin, general punctuation, CJK punctuation, full-width forms
 BLOCKS = (range(0x20, 0x250), range(0x2000, 0x2070), range(0x3000, 0x3040), FULL_WIDTH)
 
-log = logging.getLogger(__name__)
-
 
 def _gb2312_level(char: str) -> int | None:
     """1 or 2 for the ideographs of GB 2312's two levels, 0 for its other characters."""
@@ -59,14 +57,15 @@ def _gb2312_level(char: str) -> int | None:
     return 1 if 16 <= row <= 55 else 2 if row >= 56 else 0
 
 
-def common_characters() -> list[int]:
+@functools.cache
+def common_characters() -> frozenset[int]:
     """The code points the prepared font keeps: GB 2312 and the BLOCKS."""
-    return [
+    return frozenset(
         cp
         for cp in range(0x20, 0x10000)
         if not 0xD800 <= cp < 0xE000
         and (any(cp in block for block in BLOCKS) or _gb2312_level(chr(cp)) is not None)
-    ]
+    )
 
 
 def glyph_order(order: list[str], cmap: dict[int, str]) -> list[str]:
@@ -174,7 +173,7 @@ def _check(source: TTFont, copy: TTFont) -> None:
     hinting, and the same kerning between them."""
     theirs, ours = source.getBestCmap(), copy.getBestCmap()
     # (the subsetter also keeps a few code points that share a glyph with a common one)
-    if not theirs.keys() & set(common_characters()) <= ours.keys() <= theirs.keys():
+    if not theirs.keys() & common_characters() <= ours.keys() <= theirs.keys():
         raise RuntimeError("the prepared font maps other characters than its source's common ones")
     theirs = {cp: name for cp, name in theirs.items() if cp in ours}
     for cp in sorted(ours):
@@ -204,15 +203,6 @@ def _kerning(font: TTFont, cmap: dict[int, str]) -> set[tuple[int, int, object]]
     return pairs
 
 
-class _Refuse(logging.Handler):
-    """fontTools warns, and writes on, when a coverage table would come out unsorted: that
-    would move kerning to other glyphs, so it stops the build instead."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.WARNING:
-            raise RuntimeError(f"fontTools: {record.getMessage()}")
-
-
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", nargs="?", type=Path, default=TARGET)
@@ -225,12 +215,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 0
-    refuse = _Refuse()
-    logging.getLogger("fontTools").addHandler(refuse)
-    try:
-        prepare(args.source, args.target)
-    finally:
-        logging.getLogger("fontTools").removeHandler(refuse)
+    prepare(args.source, args.target)
     print(f"kaohe: prepared {args.target} from {args.source}")
     return 0
 

@@ -63,7 +63,6 @@ def test_the_prepared_font_draws_the_common_characters_as_the_installed_one(prep
     # what a notice uses sits low: a Chinese comma or a common name is no longer glyph 30,000
     assert max(copy.getGlyphID(ours[ord(c)]) for c in "，；王伟芳（）") < 6_000
     assert copy["post"].formatType == 3.0 and "vmtx" not in copy
-    fonts._check(source, copy)  # every common character, and the kerning
 
 
 @needs_source
