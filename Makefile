@@ -1,6 +1,10 @@
 # kaohe: `make demo` runs the pipeline on generated data, `make test` runs the whole suite.
 # Everything is installed from requirements.lock into .venv; nothing else is needed.
-PYTHON ?= python3.11
+# The virtualenv's interpreter: the distribution's python3.11 where there is one, else the first
+# python3.11 on PATH. Debian builds CPython with profile-guided and link-time optimisation; a
+# plain source build (pyenv's default) runs WeasyPrint, which is pure Python, about a third
+# slower (README, Speed). `make PYTHON=...` chooses another (for a new .venv: rm -rf .venv).
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) python3.11)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kaohe-installed
@@ -15,7 +19,9 @@ export GX_ANALYTICS_ENABLED := false
 .PHONY: demo test lint bench system-deps clean
 
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "kaohe: $(PYTHON) cannot make a virtualenv (on Debian: apt install python3.11-venv); using python3.11 from PATH" >&2; \
+	  python3.11 -m venv $(VENV); }
 	$(PY) -m pip install -qq --disable-pip-version-check -r requirements.lock "apache-airflow==3.3.2"
 	$(PY) -c "import site, sys; open(site.getsitepackages()[0] + '/kaohe.pth', 'w').write(sys.argv[1] + chr(10))" "$(CURDIR)"
 	touch $(STAMP)

@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"render benchmark: {args.people:,} notices, {args.workers} PDF worker(s) on "
-        f"{os.cpu_count()} core(s); Python {platform.python_version()}, WeasyPrint "
+        f"{os.cpu_count()} core(s); Python {platform.python_version()} "
+        f"({os.path.realpath(sys.executable)}), WeasyPrint "
         f"{weasyprint.__version__}"
     )
     print(f"load average before: {_load()}")

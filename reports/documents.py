@@ -591,6 +591,9 @@ def notice_contexts(
                 "route_name": ROUTES.get(r.get("pacesetter_route"), r.get("pacesetter_route")),
             },
             "months": trend,
+            # columns of the month table shown only where they hold something for this person
+            "with_adjustments": bool(adjustments) or any(m["adjustment_total"] for m in trend),
+            "with_red_flags": any(m["red_flag"] for m in trend),
             "indicators": indicators,
             "adjustments": adjustments,
             "surveys": surveys,

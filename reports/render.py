@@ -18,6 +18,7 @@ import mimetypes
 import multiprocessing
 import os
 import re
+import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -261,6 +262,24 @@ def _parsed(html: str) -> HTML:
     return ParsedHTML(root, BASE_URL, FETCHER)
 
 
+def _deflate(document: Any, pdf: Any) -> None:
+    """Compress the PDF's streams at zlib's default level before pydyf would at level 9.
+
+    A WeasyPrint `finisher`: it runs on the finished pydyf.PDF before it is written. Level 9
+    cost a notice 3 % of its rendering time, most of it on the font subset, for a file 0.4 %
+    smaller than level 6 makes it. A stream holding anything but bytes is left to pydyf, and
+    pydyf's own object and cross-reference streams, made as the file is written, stay at 9.
+    """
+    import pydyf
+
+    for obj in pdf.objects:
+        if isinstance(obj, pydyf.Stream) and obj.compress:
+            if all(isinstance(item, bytes) for item in obj.stream):
+                obj.stream = [zlib.compress(b"\n".join(obj.stream))]
+                obj.compress = False
+                obj.extra["Filter"] = "/FlateDecode"
+
+
 def html_to_pdf(html: str) -> bytes:
     """Render one HTML document to PDF bytes, with kaohe.css applied and the fonts embedded as
     subsets.
@@ -282,6 +301,7 @@ def html_to_pdf(html: str) -> bytes:
             hinting=False,
             pdf_identifier=False,
             uncompressed_pdf=False,
+            finisher=_deflate,
         )
 
 

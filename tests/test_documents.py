@@ -166,6 +166,24 @@ def test_a_month_notice_renders_its_figures_and_says_no_basis():
     assert "评价人数不足，不予公布" in suppressed and "（校正前 86.00）" in suppressed
 
 
+def test_the_month_table_has_adjustment_and_flag_columns_only_for_who_has_some():
+    import re
+
+    from reports.render import render_html
+
+    def header(ctx: dict) -> list[str]:
+        html = render_html("notice.html", ctx)
+        table = re.search(r'<table class="months">.*?</thead>', html, re.DOTALL).group(0)
+        return re.findall(r"<th[^>]*>([^<]*)</th>", table)
+
+    notices = dict(notice_contexts(SCHEME, _marts(), STAGE, NONE))
+    # A: +1.00 and her department's red flag; B: neither; C: -0.50 and no flag
+    assert header(notices["A"]) == ["月份", "月度总分", "较上月", "加减分", "名次", "流动红旗"]
+    assert header(notices["B"]) == ["月份", "月度总分", "较上月", "名次"]
+    assert header(notices["C"]) == ["月份", "月度总分", "较上月", "加减分", "名次"]
+    assert "-0.50" in render_html("notice.html", notices["C"])
+
+
 def test_file_names_of_ids_cannot_leave_the_folder_or_take_anothers_name():
     from reports.publish import keys, stem
 

@@ -95,6 +95,28 @@ def test_pdf_has_the_chinese_text_and_embeds_subset_fonts():
     assert html_to_pdf(html) == pdf  # same HTML, same bytes: no dates, no random ids
 
 
+def test_every_stream_is_deflated_at_zlibs_default_level_and_reads_back():
+    """The finisher compresses at level 6 what pydyf would at level 9 (3 % of a notice's time
+    for 0.4 % of its size); a zlib stream's second byte names its level."""
+    import zlib
+
+    html = page(
+        "<h1>考核结果通知书</h1>"
+        "<table><thead><tr><th>姓名</th><th>得分</th></tr></thead>"
+        "<tbody><tr><td>张三丰</td><td>87.50</td></tr></tbody></table>"
+    )
+    pdf = html_to_pdf(html)
+    streams = re.findall(rb"<<([^\n]*?)>>\nstream\n(.*?)\nendstream", pdf, re.DOTALL)
+    # the page's content, the font file and its ToUnicode map; pydyf's object and
+    # cross-reference streams are made as the file is written, after the finisher
+    ours = [data for head, data in streams if b"/ObjStm" not in head and b"/XRef" not in head]
+    assert len(ours) == 3 and len(streams) == 5
+    assert all(b"/FlateDecode" in head for head, _ in streams)
+    assert [data[:2] for data in ours] == [b"\x78\x9c"] * 3  # level 6; level 9 is 78 da
+    assert all(zlib.decompress(data) for _, data in streams)
+    assert "张三丰" in text_of(pdf) and "87.50" in text_of(pdf)
+
+
 def _installed_font_covers(char: str) -> bool:
     if not shutil.which("fc-list"):
         return False
