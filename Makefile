@@ -19,9 +19,9 @@ export GX_ANALYTICS_ENABLED := false
 .PHONY: demo test lint bench system-deps clean
 
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
-	  echo "kaohe: $(PYTHON) cannot make a virtualenv (on Debian: apt install python3.11-venv); using python3.11 from PATH" >&2; \
-	  python3.11 -m venv $(VENV); }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { test "$(origin PYTHON)" = file && test "$(PYTHON)" != python3.11 \
+	  && echo "kaohe: $(PYTHON) cannot make a virtualenv (on Debian: apt install python3.11-venv); using python3.11 from PATH" >&2 \
+	  && { ! test -f $(VENV)/pyvenv.cfg || rm -rf $(VENV); } && python3.11 -m venv $(VENV); }
 	$(PY) -m pip install -qq --disable-pip-version-check -r requirements.lock "apache-airflow==3.3.2"
 	$(PY) -c "import site, sys; open(site.getsitepackages()[0] + '/kaohe.pth', 'w').write(sys.argv[1] + chr(10))" "$(CURDIR)"
 	touch $(STAMP)

@@ -177,7 +177,7 @@ def test_the_month_table_has_adjustment_and_flag_columns_only_for_who_has_some()
         return re.findall(r"<th[^>]*>([^<]*)</th>", table)
 
     notices = dict(notice_contexts(SCHEME, _marts(), STAGE, NONE))
-    # A: +1.00 and her department's red flag; B: neither; C: -0.50 and no flag
+    # A: +1.00 and a red flag in March; B: neither; C: -0.50 and no flag
     assert header(notices["A"]) == ["月份", "月度总分", "较上月", "加减分", "名次", "流动红旗"]
     assert header(notices["B"]) == ["月份", "月度总分", "较上月", "名次"]
     assert header(notices["C"]) == ["月份", "月度总分", "较上月", "加减分", "名次"]
