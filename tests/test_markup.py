@@ -244,6 +244,21 @@ def test_a_components_indicators_share_one_merged_cell_and_short_months_are_name
     assert all(len(row) == 2 for row in surveys[1:])
 
 
+def test_a_month_notice_merges_its_components_and_heads_its_columns_as_one_months():
+    for what, html in DOCUMENTS.items():
+        if " notice " not in what:
+            continue
+        root = DefusedET.fromstring(INLINED.sub("", html, count=1))
+        head = [th.text for th in root.findall(".//table[@class='indicators']/thead/tr/th")]
+        mean = "" if what.startswith("month") else "平均"
+        assert head == ["考核项目", "指标", f"{mean}实际值", "目标值", "分值", f"{mean}得分"], what
+        rows = _cells(html, "indicators")
+        spans = [row[0][1] for row in rows if len(row) == 6]
+        assert _groups(html, "indicators") == spans and sum(spans) == len(rows), what
+        if what.startswith("month"):  # a month's notice names no months after an indicator
+            assert not [text for row in rows for text, _ in row if "个月" in text], what
+
+
 def test_no_page_starts_with_rows_whose_merged_cell_is_on_the_page_before():
     # the benchmark's quarter notices break their indicator table across two pages
     (html,) = [h for what, h in DOCUMENTS.items() if what.startswith("quarter notice")][:1]
