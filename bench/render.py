@@ -230,16 +230,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import weasyprint
+    from importlib.metadata import version
+
     from pypdf import PdfReader
 
+    from reports import compiled  # imported before WeasyPrint: its compiled modules, where built
     from reports.render import Renderer, html_to_pdf
 
+    manifest = None if compiled.install() is None else compiled.load_manifest()
     print(
         f"render benchmark: {args.people:,} notices, {args.workers} PDF worker(s) on "
         f"{os.cpu_count()} core(s); Python {platform.python_version()} "
-        f"({os.path.realpath(sys.executable)}), WeasyPrint "
-        f"{weasyprint.__version__}"
+        f"({os.path.realpath(sys.executable)}), WeasyPrint {version('weasyprint')}, "
+        + (
+            f"{len(manifest['modules'])} modules compiled (reports.compiled)"
+            if manifest
+            else "pure Python (no compiled modules, or KAOHE_PURE_PYTHON)"
+        )
     )
     print(f"load average before: {_load()}")
     import datetime as dt
