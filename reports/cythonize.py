@@ -33,6 +33,16 @@ from reports.compiled import (
 )
 
 
+def toolchain_missing() -> str | None:
+    """What compiling needs and this machine lacks (said at once, before a minute of Cython)."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        return f"C compiler ({compiler}; on Debian: apt install gcc)"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        return "Python headers (Python.h; on Debian: apt install python3.11-dev)"
+    return None
+
+
 def build(
     directory: Path = DIRECTORY, modules: Sequence[str] = MODULES, jobs: int | None = None
 ) -> dict[str, Any]:
@@ -47,6 +57,9 @@ def build(
     from setuptools import Distribution
     from setuptools.command.build_ext import build_ext
 
+    missing_tools = toolchain_missing()
+    if missing_tools:
+        raise SystemExit(f"kaohe: cannot compile WeasyPrint here: no {missing_tools}")
     jobs = jobs or os.cpu_count() or 1
     sources = {name: installed_source(name) for name in modules}
     missing = [name for name, found in sources.items() if found is None]

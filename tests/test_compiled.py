@@ -8,11 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
-from reports import compiled
+from reports import compiled, cythonize
 from reports.compiled import CompiledFinder, CompiledLoader, interpreter, load_manifest, sha256
 from tests.test_markup import DOCUMENTS
 
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RENDER = """
 import json, sys
 from pathlib import Path
-from reports import compiled
+from reports import compiled, cythonize
 from reports.render import html_to_pdf
 folder, mode = Path(sys.argv[1]), sys.argv[2]
 for page in sorted(folder.glob("*.html")):
@@ -105,3 +106,12 @@ def test_a_build_for_another_interpreter_is_not_used(tmp_path):
     assert load_manifest(tmp_path) is None
     (tmp_path / compiled.MANIFEST).write_text("{not json")
     assert load_manifest(tmp_path) is None
+
+
+def test_a_machine_without_a_compiler_is_told_so_before_anything_is_built(tmp_path, monkeypatch):
+    real = sysconfig.get_config_var
+    fake = {"CC": "kaohe-no-cc -pthread"}
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda name: fake.get(name) or real(name))
+    with pytest.raises(SystemExit, match=r"here: no C compiler \(kaohe-no-cc; on Debian"):
+        cythonize.build(tmp_path / "compiled")
+    assert not (tmp_path / "compiled").exists()
