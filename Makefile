@@ -8,7 +8,6 @@ PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) python3.11)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kaohe-installed
-COMPILED := $(VENV)/kaohe-compiled/manifest.json
 FONT := reports/templates/assets/fonts/kaohe-wqy-microhei.ttf
 SCHEME ?=
 export KAOHE_HOME ?= $(CURDIR)/var
@@ -17,7 +16,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench system-deps compiled clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { test "$(origin PYTHON)" = file && test "$(PYTHON)" != python3.11 \
@@ -37,24 +36,26 @@ $(FONT): reports/fonts.py $(STAMP) $(wildcard /usr/share/fonts/truetype/wqy/wqy-
 	$(PY) -m reports.fonts
 
 # WeasyPrint's busiest modules compiled with Cython for this virtualenv (reports/compiled.py), a
-# quarter fewer instructions per PDF; without a C compiler and Python's headers it says so, and
-# PDFs render from the installed pure Python source
-$(COMPILED): $(STAMP) reports/compiled.py reports/cythonize.py
-	$(PY) -m reports.cythonize build || echo "kaohe: WeasyPrint not compiled (needs gcc and python3.11-dev); PDFs render in pure Python, slower" >&2
+# quarter fewer instructions per PDF: built when missing, stale or for another interpreter (the
+# check takes a moment); without a C compiler and Python's headers it says so, and PDFs render
+# from the installed pure Python source, slower
+compiled: $(STAMP)
+	@$(PY) -m reports.cythonize status --quiet || $(PY) -m reports.cythonize build \
+	  || echo "kaohe: WeasyPrint not compiled (the reason is above); PDFs render in pure Python, slower" >&2
 
-demo: $(STAMP) system-deps $(FONT) $(COMPILED)
+demo: $(STAMP) system-deps $(FONT) compiled
 	$(PY) -m etl.demo $(if $(SCHEME),--scheme $(SCHEME))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint system-deps $(FONT) $(COMPILED)
+test: lint system-deps $(FONT) compiled
 	$(PY) -m pytest -n auto --dist loadfile
 
 # the scale ladder (intake to scores, 2,000 to 200,000 people; BENCH_FULL=1 for more), then
 # rendering; bench.ingest and bench.scoring still run alone for per-source and read/compute splits
-bench: $(STAMP) system-deps $(FONT) $(COMPILED)
+bench: $(STAMP) system-deps $(FONT) compiled
 	$(PY) -m bench.ladder
 	$(PY) -m bench.render
 

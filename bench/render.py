@@ -237,14 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     from reports import compiled  # imported before WeasyPrint: its compiled modules, where built
     from reports.render import Renderer, html_to_pdf
 
-    manifest = None if compiled.install() is None else compiled.load_manifest()
+    finder = compiled.install()
     print(
         f"render benchmark: {args.people:,} notices, {args.workers} PDF worker(s) on "
         f"{os.cpu_count()} core(s); Python {platform.python_version()} "
         f"({os.path.realpath(sys.executable)}), WeasyPrint {version('weasyprint')}, "
         + (
-            f"{len(manifest['modules'])} modules compiled (reports.compiled)"
-            if manifest
+            f"{len(finder.modules) - len(finder.stale)} of {len(compiled.MODULES)} modules "
+            "compiled (reports.compiled)"
+            if finder
             else "pure Python (no compiled modules, or KAOHE_PURE_PYTHON)"
         )
     )

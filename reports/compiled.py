@@ -17,6 +17,7 @@ as before. `KAOHE_PURE_PYTHON=1` turns the compiled modules off.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -26,17 +27,17 @@ import os
 import sys
 import sysconfig
 from collections.abc import Sequence
-from importlib.readers import FileReader
+from importlib.resources.readers import FileReader
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-# what a quarter notice spends its time in (cProfile over WeasyPrint 70), not the whole package:
-# the rest (SVG, grid, flex, images, fonts' embedding) is a fifth of the instructions saved and
-# would double the build's time. layout/preferred.py does not compile (a starred argument in a
-# list display, Cython 3.3); with table-layout: fixed the notices do not use it.
+# what a quarter notice spends its time in (cProfile over WeasyPrint 70), not the whole of the
+# four packages: compiling all of them saved nothing more (376 M instructions a notice against
+# 375 M) for three times the build's time. layout/preferred.py does not compile (a starred
+# argument in a list display, Cython 3.3); with table-layout: fixed the notices do not use it.
 MODULES = (
     "weasyprint.anchors",
     "weasyprint.css",
@@ -68,11 +69,13 @@ MODULES = (
     "pydyf",
     "tinycss2.color4",
 )
-# in the virtualenv, beside what it was compiled from; KAOHE_COMPILED_DIR where that is not
-# writable (the Docker image's site-packages belong to root)
-DIRECTORY = Path(os.environ.get("KAOHE_COMPILED_DIR") or Path(sys.prefix) / "kaohe-compiled")
+# in the virtualenv, beside what it was compiled from; KAOHE_COMPILED_DIR puts it elsewhere
+DIRECTORY = Path(
+    os.environ.get("KAOHE_COMPILED_DIR") or Path(sys.prefix) / "kaohe-compiled"
+).absolute()
 MANIFEST = "manifest.json"
 PURE = "KAOHE_PURE_PYTHON"
+ENTRY = {"binary": str, "source": str, "sha256": str, "package": bool}
 
 
 def interpreter() -> dict[str, str]:
@@ -95,8 +98,13 @@ def installed_source(name: str) -> tuple[Path, bool] | None:
     return None
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def sha256(data: bytes | Path) -> str:
+    return hashlib.sha256(data if isinstance(data, bytes) else data.read_bytes()).hexdigest()
+
+
+def enabled() -> bool:
+    """False when KAOHE_PURE_PYTHON asks for the installed source only (1, true, yes, on)."""
+    return os.environ.get(PURE, "").strip().lower() not in ("1", "true", "yes", "on")
 
 
 # --- the finder --------------------------------------------------------------------------------
@@ -115,12 +123,20 @@ class CompiledLoader(importlib.machinery.ExtensionFileLoader):
 
 
 class CompiledFinder:
-    """A meta path finder for the modules of one manifest whose source is unchanged."""
+    """A meta path finder for the modules of one manifest: a module is taken compiled only when
+    the import system would import the very source file it was built from (the same folder on
+    the parent package's path), that file still has the hash it had, and its binary loads;
+    otherwise Python's own finders import the source."""
 
     def __init__(self, directory: Path, manifest: dict[str, Any]) -> None:
         self.directory = directory
         self.modules: dict[str, dict[str, Any]] = manifest["modules"]
         self.stale: list[str] = []
+
+    def _refuse(self, name: str, why: str) -> None:
+        if name not in self.stale:
+            self.stale.append(name)
+            log.warning("compiled %s not used (%s); importing its source", name, why)
 
     def find_spec(
         self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
@@ -129,13 +145,22 @@ class CompiledFinder:
         if entry is None:
             return None
         source, binary = Path(entry["source"]), self.directory / entry["binary"]
+        if path is None:  # a top-level module: the first of its name on sys.path
+            found = installed_source(name)
+            imported = found[0] if found else None
+        else:  # a submodule: from a folder of its parent package's path
+            folder = source.parent.parent if entry["package"] else source.parent
+            imported = source if str(folder) in {os.fspath(p) for p in path} else None
+        if imported != source:
+            self._refuse(name, f"the source imported is not {source}")
+            return None
         try:
-            current = source.is_file() and binary.is_file() and sha256(source) == entry["sha256"]
-        except OSError:
-            current = False
-        if not current:
-            self.stale.append(name)
-            log.warning("compiled %s is not of the installed source; importing the source", name)
+            if sha256(source) != entry["sha256"]:
+                self._refuse(name, f"{source} changed since it was compiled")
+                return None
+            ctypes.CDLL(str(binary))  # loadable here (not truncated, not on a noexec mount)
+        except OSError as exc:
+            self._refuse(name, str(exc))
             return None
         return importlib.util.spec_from_file_location(
             name,
@@ -146,13 +171,28 @@ class CompiledFinder:
 
 
 def load_manifest(directory: Path = DIRECTORY) -> dict[str, Any] | None:
-    """The manifest of `directory` if it was built for this interpreter, else None."""
+    """The manifest of `directory` if it is whole and was built for this interpreter, else
+    None (said in the log when there is a manifest: `make` builds it again)."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
-    same = all(manifest.get(key) == value for key, value in interpreter().items())
-    return manifest if same and isinstance(manifest.get("modules"), dict) else None
+    except (OSError, ValueError) as exc:
+        log.warning("compiled modules in %s not used: %s", directory, exc)
+        return None
+    modules = manifest.get("modules") if isinstance(manifest, dict) else None
+    whole = isinstance(modules, dict) and all(
+        isinstance(entry, dict)
+        and all(isinstance(entry.get(key), kind) for key, kind in ENTRY.items())
+        for entry in modules.values()
+    )
+    if not whole:
+        log.warning("compiled modules in %s not used: the manifest is damaged", directory)
+        return None
+    if any(manifest.get(key) != value for key, value in interpreter().items()):
+        log.warning("compiled modules in %s were built for another interpreter", directory)
+        return None
+    return manifest
 
 
 def install(directory: Path = DIRECTORY) -> CompiledFinder | None:
@@ -161,7 +201,7 @@ def install(directory: Path = DIRECTORY) -> CompiledFinder | None:
     for finder in sys.meta_path:
         if isinstance(finder, CompiledFinder):
             return finder
-    if os.environ.get(PURE, "").strip() not in ("", "0"):
+    if not enabled():
         return None
     manifest = load_manifest(directory)
     if manifest is None:
