@@ -83,18 +83,23 @@ def interpreter() -> dict[str, str]:
     return {"python": sys.version, "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX")}
 
 
+def module_file(name: str, package: bool, suffix: str) -> Path:
+    """Where module `name` lies below the folder of its top-level package: a package's
+    __init__, or a file named after the module (".py" for the source, EXT_SUFFIX compiled)."""
+    parts = name.split(".")
+    return Path(*parts, "__init__" + suffix) if package else Path(*parts[:-1], parts[-1] + suffix)
+
+
 def installed_source(name: str) -> tuple[Path, bool] | None:
     """The installed source file of module `name` and whether it is a package, found by path
     from its top-level package (nothing is imported)."""
-    top, _, rest = name.partition(".")
-    spec = importlib.machinery.PathFinder.find_spec(top)
+    spec = importlib.machinery.PathFinder.find_spec(name.partition(".")[0])
     if spec is None or not spec.submodule_search_locations:
         return None
-    base = Path(next(iter(spec.submodule_search_locations)), *rest.split(".") if rest else ())
-    if (base / "__init__.py").is_file():
-        return base / "__init__.py", True
-    if base.with_suffix(".py").is_file():
-        return base.with_suffix(".py"), False
+    root = Path(next(iter(spec.submodule_search_locations))).parent
+    for package in (True, False):
+        if (root / module_file(name, package, ".py")).is_file():
+            return root / module_file(name, package, ".py"), package
     return None
 
 
@@ -145,7 +150,7 @@ class CompiledFinder:
         if entry is None:
             return None
         source, binary = Path(entry["source"]), self.directory / entry["binary"]
-        if path is None:  # a top-level module: the first of its name on sys.path
+        if path is None:  # a top-level module (or `status` asking): found as Python would
             found = installed_source(name)
             imported = found[0] if found else None
         else:  # a submodule: from a folder of its parent package's path

@@ -31,6 +31,7 @@ from reports.compiled import (
     installed_source,
     interpreter,
     load_manifest,
+    module_file,
     sha256,
 )
 
@@ -69,11 +70,10 @@ def _compile(sources: dict[str, tuple[bytes, bool]], scratch: Path, jobs: int) -
 
     tree, files = scratch / "src", []
     for name, (text, package) in sources.items():
-        parts = name.split(".")
-        target = tree.joinpath(*parts, "__init__.py") if package else None
-        target = target or tree.joinpath(*parts[:-1], parts[-1] + ".py")
+        target = tree / module_file(name, package, ".py")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(text)
+        parts = name.split(".")
         for level in range(1, len(parts)):  # the packages above it, if only for Cython
             (tree.joinpath(*parts[:level]) / "__init__.py").touch(exist_ok=True)
         files.append(str(target))
@@ -126,9 +126,7 @@ def build(
             try:
                 entries = {}
                 for name, (path, package) in found.items():
-                    parts = name.split(".")
-                    built = Path(*parts, f"__init__{suffix}") if package else None
-                    built = built or Path(*parts[:-1], parts[-1] + suffix)
+                    built = module_file(name, package, suffix)
                     (staging / built).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(lib / built, staging / built)
                     entries[name] = {
@@ -163,19 +161,11 @@ def status(directory: Path = DIRECTORY) -> tuple[bool, str]:
         return False, f"kaohe: no compiled modules for this interpreter in {directory}"
     finder = CompiledFinder(directory, manifest)
     names = sorted(manifest["modules"])
-    stale = [name for name in names if finder.find_spec(name, _parent_path(name)) is None]
+    stale = [name for name in names if finder.find_spec(name) is None]
     current = len(names) - len(stale)
     line = f"kaohe: {current} of {len(names)} compiled modules current in {directory}"
     line += f"; not current: {', '.join(stale)}" if stale else ""
     return not stale and set(names) == set(MODULES), line
-
-
-def _parent_path(name: str) -> list[str] | None:
-    """The folder the import system would search for `name` (its parent package's), or None
-    for a top-level module."""
-    parent, _, _ = name.rpartition(".")
-    where = installed_source(parent) if parent else None
-    return [str(where[0].parent)] if where else None
 
 
 def main(argv: list[str] | None = None) -> int:
